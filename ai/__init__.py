@@ -1,0 +1,1 @@
+"""AI building blocks of openloomi-hub."""

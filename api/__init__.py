@@ -1,0 +1,1 @@
+"""The HTTP API: Starlette app factory, one route module per seed module."""

@@ -1,0 +1,29 @@
+"""Failed-login throttling in Redis, shared by every API process on every machine."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+PREFIX = "loomi:login-fail:"
+
+
+async def retry_after(redis: Redis, keys: list[str], limit: int) -> int | None:
+    """Seconds to wait when any key has reached `limit` failures, else None."""
+    for key in keys:
+        count = await redis.get(PREFIX + key)
+        if count is not None and int(count) >= limit:
+            ttl = await redis.ttl(PREFIX + key)
+            return max(int(ttl), 1)
+    return None
+
+
+async def record_failure(redis: Redis, keys: list[str], window_seconds: int) -> None:
+    async with redis.pipeline(transaction=True) as pipe:
+        for key in keys:
+            pipe.incr(PREFIX + key)
+            pipe.expire(PREFIX + key, window_seconds, nx=True)
+        await pipe.execute()
+
+
+async def clear(redis: Redis, keys: list[str]) -> None:
+    await redis.delete(*(PREFIX + key for key in keys))

@@ -1,0 +1,1 @@
+"""One module per seed module; each exports `routes`."""

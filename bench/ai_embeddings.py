@@ -1,0 +1,126 @@
+"""Throughput of ai.local.embeddings.LocalEmbedder (sentences/s), with baselines.
+
+Usage::
+
+    .venv/bin/python bench/ai_embeddings.py [--n 256] [--tokens 64] [--batch-size 32]
+
+Prints sentences/s for LocalEmbedder batched, for the same numpy path one sentence at a
+time (baseline measured in the same run), and a ratio line. If sentence-transformers and
+torch happen to be importable (they are not project dependencies) it also measures them
+on the same sentences and prints the max cosine distance between the two.
+Each figure is the best of --repeat runs (the machine is shared and noisy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from ai.local.embeddings import LocalEmbedder  # noqa: E402
+
+WORDS = (
+    "meeting project deadline review customer invoice server deploy release budget team "
+    "schedule update report issue ticket sprint design feedback message channel thread "
+    "please tomorrow today morning afternoon because after before during while the a an "
+    "we you they our their new old quick important urgent small large final draft version "
+    "database cache queue worker latency error retry timeout login account password email "
+    "call notes agenda slides demo launch plan goal metric growth revenue quarter week"
+).split()
+
+
+def make_sentences(tok, n: int, tokens: int, seed: int = 0) -> list[str]:
+    """n distinct sentences of exactly `tokens` word pieces each ([CLS]/[SEP] included)."""
+    rnd = random.Random(seed)
+    out = []
+    while len(out) < n:
+        words: list[str] = []
+        while len(tok.encode(" ".join(words)).ids) < tokens:
+            words.append(rnd.choice(WORDS))
+        while len(tok.encode(" ".join(words)).ids) > tokens:
+            words.pop()
+        text = " ".join(words)
+        if len(tok.encode(text).ids) == tokens:
+            out.append(text)
+    return out
+
+
+def best_rate(fn, n: int, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return n / best
+
+
+def blas_info() -> str:
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "threadpoolctl not installed"
+    return "; ".join(
+        f"{i.get('internal_api')} {i.get('version')} {i.get('architecture')} threads={i.get('num_threads')}"
+        for i in threadpool_info()
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=256, help="sentences per batched run")
+    ap.add_argument("--n-single", type=int, default=64, help="sentences for the one-at-a-time baseline")
+    ap.add_argument("--tokens", type=int, default=64, help="word pieces per sentence")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--no-torch", action="store_true", help="skip the sentence-transformers baseline")
+    args = ap.parse_args()
+
+    t0 = time.perf_counter()
+    emb = LocalEmbedder(batch_size=args.batch_size)
+    load_s = time.perf_counter() - t0
+    texts = make_sentences(emb.tokenizer, args.n, args.tokens)
+    print(f"python {sys.version.split()[0]}, numpy {np.__version__}, cores {os.cpu_count()}")
+    print(f"BLAS: {blas_info()}")
+    print(f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '')!r}")
+    print(f"model {emb.model} dim {emb.dimensions}, load {load_s:.2f}s, {args.n} sentences x {args.tokens} tokens")
+
+    emb.embed(texts[: args.batch_size])  # warm-up
+    batched = best_rate(lambda: emb.embed(texts), args.n, args.repeat)
+    single_texts = texts[: args.n_single]
+    single = best_rate(lambda: [emb.embed([t]) for t in single_texts], len(single_texts), args.repeat)
+    print(f"LocalEmbedder numpy batched (batch {args.batch_size}): {batched:8.1f} sentences/s")
+    print(f"baseline numpy one at a time (batch 1):  {single:8.1f} sentences/s")
+    print(f"ratio batched / one-at-a-time: {batched / single:.2f}x")
+
+    if args.no_torch:
+        return
+    try:
+        import torch
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        print("sentence-transformers/torch not importable: torch baseline skipped")
+        return
+    st = SentenceTransformer(str(emb.model_dir), device="cpu")
+    st.encode(texts[: args.batch_size], batch_size=args.batch_size)
+    with torch.inference_mode():
+        tr = best_rate(
+            lambda: st.encode(texts, batch_size=args.batch_size, normalize_embeddings=True),
+            args.n,
+            args.repeat,
+        )
+    ref = st.encode(texts, batch_size=args.batch_size, normalize_embeddings=True)
+    ours = emb.embed(texts)
+    worst = float(1.0 - (ref * ours).sum(axis=1).min())
+    print(f"torch {torch.__version__} sentence-transformers (batch {args.batch_size}, threads {torch.get_num_threads()}): {tr:8.1f} sentences/s")
+    print(f"ratio LocalEmbedder / torch: {batched / tr:.2f}x; max cosine distance vs torch: {worst:.2e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""Typed settings from the environment: the configuration contract of DESIGN.md.
+
+Everything is optional. A bad value fails at start with one line naming the variable,
+because a hub that starts half-configured loses messages later instead of failing now.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Mapping
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from config.platforms import PLATFORMS
+
+ENV_PREFIX = "LOOMI_"
+
+
+class SettingsError(Exception):
+    """One clear line: which variable is wrong and why."""
+
+
+class PlatformSettings(BaseSettings):
+    """`LOOMI_<PLATFORM>_*`: where a connector sends its calls, and the app's credentials."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+
+    base_url: str
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    signing_secret: SecretStr | None = None
+    app_token: SecretStr | None = None
+    bot_token: SecretStr | None = None
+    token_url: str | None = None
+    auth_url: str | None = None
+    api_url: str | None = None
+    redirect_uri: str | None = None
+
+    @field_validator("base_url", "token_url", "auth_url", "api_url", "redirect_uri")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http(s) URL, got {value!r}")
+        return value.rstrip("/")
+
+    @property
+    def oauth_configured(self) -> bool:
+        return bool(self.client_id and self.client_secret)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", case_sensitive=False)
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".openloomi")
+    database_url: str | None = None
+    redis_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=3414, ge=0, le=65535)
+    fallback_port: int = Field(default=3515, ge=0, le=65535)
+    public_url: str | None = None
+    secret_key: SecretStr | None = None
+    old_secret_keys: SecretStr | None = None  # comma-separated, still accepted for decryption
+    token_ttl_days: int = Field(default=90, ge=1, le=3650)
+    owner_email: str = "owner@localhost"
+    owner_name: str = "Owner"
+    login_max_failures: int = Field(default=5, ge=1)
+    login_window_seconds: int = Field(default=900, ge=1)
+    cookie_secure: bool = False
+    log_level: str = "info"
+    in_process_worker: bool = True
+    ai_base_url: str | None = None
+    ai_api_key: SecretStr | None = None
+    ai_model: str | None = None
+    ai_providers_file: Path | None = None
+
+    platforms: dict[str, PlatformSettings] = Field(default_factory=dict, exclude=True)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError(f"not a database URL: {value.split('@')[-1]!r}") from None
+        if url.get_backend_name() not in ("sqlite", "postgresql"):
+            raise ValueError("only sqlite and postgresql are supported")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value.lower() not in ("critical", "error", "warning", "info", "debug"):
+            raise ValueError("must be one of critical, error, warning, info, debug")
+        return value.lower()
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.home / 'hub.db'}"
+
+    def platform(self, name: str) -> PlatformSettings:
+        return self.platforms[name]
+
+    def base_url_for_links(self, port: int | None = None) -> str:
+        """The URL a browser reaches us on: OAuth redirect URIs are built from it."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://{self.host}:{port or self.port}"
+
+
+def _variable(prefix: str, loc: tuple) -> str:
+    return (prefix + "_".join(str(part) for part in loc if isinstance(part, str))).upper()
+
+
+def _first_error(err: ValidationError, prefix: str) -> SettingsError:
+    first = err.errors()[0]
+    message = first["msg"].removeprefix("Value error, ")
+    return SettingsError(f"{_variable(prefix, first['loc'])}: {message}")
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from `env` (default: the process environment); raise SettingsError."""
+    env = os.environ if env is None else env
+    saved = None
+    if env is not os.environ:  # pydantic-settings reads os.environ: swap it in for the call
+        saved, os.environ = os.environ, dict(env)  # type: ignore[assignment]
+    try:
+        try:
+            settings = Settings()
+        except ValidationError as err:
+            raise _first_error(err, ENV_PREFIX) from None
+        for name, platform in PLATFORMS.items():
+            prefix = f"{ENV_PREFIX}{name.upper()}_"
+            try:
+                settings.platforms[name] = PlatformSettings(
+                    _env_prefix=prefix, base_url=os.environ.get(prefix + "BASE_URL", platform.base_url)
+                )
+            except ValidationError as err:
+                raise _first_error(err, prefix) from None
+        return settings
+    finally:
+        if saved is not None:
+            os.environ = saved  # type: ignore[assignment]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
+
+
+def secret_key(settings: Settings) -> str:
+    """`LOOMI_SECRET_KEY`, or one generated once into LOOMI_HOME (mode 0600)."""
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value()
+    path = settings.home / "secret_key"
+    if not path.exists():
+        settings.home.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def old_secret_keys(settings: Settings) -> list[str]:
+    raw = settings.old_secret_keys.get_secret_value() if settings.old_secret_keys else ""
+    return [key.strip() for key in raw.split(",") if key.strip()]

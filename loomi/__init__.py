@@ -1,0 +1,1 @@
+"""Process glue: the `loomi` command, the shared runtime, the embedded Redis."""

@@ -1,0 +1,53 @@
+"""The runtime every part shares: settings, database engine, Redis, vault and token service.
+
+One object, opened once per process (API, worker, CLI command), so no module reaches for
+globals and tests can open as many hubs as they like.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from api.tokens import TokenService
+from config.settings import Settings, old_secret_keys, secret_key
+from store.crypto import Vault
+from store.db import create_engine
+
+
+@dataclass
+class Hub:
+    settings: Settings
+    engine: AsyncEngine
+    redis: Redis
+    vault: Vault
+    tokens: TokenService
+    extras: dict[str, Any] = field(default_factory=dict)  # per-process services: supervisors, clients
+
+    @classmethod
+    async def open(cls, settings: Settings, redis_url: str | None = None) -> "Hub":
+        url = redis_url or settings.redis_url
+        if url is None:
+            raise RuntimeError("no Redis: set LOOMI_REDIS_URL or let `loomi serve` start the embedded one")
+        secret, old = secret_key(settings), old_secret_keys(settings)
+        return cls(
+            settings=settings,
+            engine=create_engine(settings.database),
+            redis=Redis.from_url(url, decode_responses=False),
+            vault=Vault(secret, old),
+            tokens=TokenService(secret, old, ttl_seconds=settings.token_ttl_days * 86400),
+        )
+
+    @property
+    def redis_url(self) -> str:
+        kwargs = self.redis.connection_pool.connection_kwargs
+        if "path" in kwargs:
+            return f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
+        return f"redis://{kwargs.get('host', '127.0.0.1')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+        await self.engine.dispose()

@@ -1,0 +1,109 @@
+"""Process lifetimes: `serve` (API + in-process worker + embedded Redis) and `worker`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import signal
+import socket
+from typing import AsyncIterator, Iterator
+
+import uvicorn
+
+from api.app import create_app
+from config.settings import Settings
+from loomi.embedded_redis import EmbeddedRedis
+from loomi.hub import Hub
+from loomi.owner import ensure_token_file, token_path
+from store.db import migrate
+
+log = logging.getLogger("loomi")
+
+
+@contextlib.asynccontextmanager
+async def open_local_hub(settings: Settings) -> AsyncIterator[Hub]:
+    """Migrate, open a Hub, and start the embedded Redis when no LOOMI_REDIS_URL is set."""
+    embedded = None
+    redis_url = settings.redis_url
+    if redis_url is None:
+        embedded = EmbeddedRedis(settings.home)
+        redis_url = embedded.start()
+    try:
+        await migrate(settings.database)
+        hub = await Hub.open(settings, redis_url)
+        try:
+            yield hub
+        finally:
+            await hub.close()
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def bind(host: str, ports: list[int]) -> socket.socket:
+    """Bind the first free port of `ports` (3414, then 3515)."""
+    last: OSError | None = None
+    for port in ports:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as err:
+            sock.close()
+            if err.errno != errno.EADDRINUSE:
+                raise
+            last = err
+            continue
+        sock.listen(2048)
+        sock.set_inheritable(True)
+        return sock
+    raise SystemExit(f"loomi: ports {', '.join(map(str, ports))} on {host} are all taken ({last})")
+
+
+class QuietServer(uvicorn.Server):
+    """uvicorn re-raises SIGINT after shutdown; we own the signals so cleanup runs and we exit 0."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@contextlib.contextmanager
+def stop_on_signals(server: uvicorn.Server) -> Iterator[None]:
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        if server.should_exit:
+            server.force_exit = True
+        server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    try:
+        yield
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def serve(settings: Settings) -> int:
+    async with open_local_hub(settings) as hub:
+        await ensure_token_file(hub)
+        ports = [settings.port] if settings.port == 0 else [settings.port, settings.fallback_port]
+        sock = bind(settings.host, ports)
+        port = sock.getsockname()[1]
+        app = create_app(hub)
+        print(f"openloomi-hub listening on http://{settings.host}:{port}", flush=True)
+        print(f"token file: {token_path(hub)}", flush=True)
+        config = uvicorn.Config(app, log_config=None, access_log=True, lifespan="on", server_header=False)
+        server = QuietServer(config)
+        with stop_on_signals(server):
+            await server.serve(sockets=[sock])
+    return 0
+
+
+async def run_worker(settings: Settings) -> int:
+    raise SystemExit("loomi: the worker arrives with the message pipeline")

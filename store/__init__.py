@@ -1,0 +1,1 @@
+"""The store: schema, migrations and small repository functions over SQLite or PostgreSQL."""

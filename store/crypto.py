@@ -1,0 +1,57 @@
+"""Credentials at rest: AES-256-GCM with a key id, so keys can rotate.
+
+The key is derived from LOOMI_SECRET_KEY with HKDF; old secrets (LOOMI_OLD_SECRET_KEYS) still
+decrypt, and anything read with an old key is re-encrypted with the current one on next write.
+The row id is bound as associated data, so a ciphertext copied to another account fails.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+
+import orjson
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+
+class CredentialError(Exception):
+    """A ciphertext that no known key opens."""
+
+
+def _derive(secret: str) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"loomi credentials v1").derive(
+        secret.encode()
+    )
+
+
+def _key_id(key: bytes) -> str:
+    return hashlib.sha256(key).hexdigest()[:12]
+
+
+class Vault:
+    def __init__(self, secret: str, old_secrets: list[str] | None = None) -> None:
+        keys = [_derive(s) for s in [secret, *(old_secrets or [])]]
+        self.current_kid = _key_id(keys[0])
+        self._keys = {_key_id(k): AESGCM(k) for k in keys}
+
+    def encrypt(self, value: dict, bound_to: str) -> str:
+        nonce = os.urandom(12)
+        sealed = self._keys[self.current_kid].encrypt(nonce, orjson.dumps(value), bound_to.encode())
+        return f"{self.current_kid}.{base64.urlsafe_b64encode(nonce + sealed).decode()}"
+
+    def decrypt(self, token: str, bound_to: str) -> dict:
+        kid, _, body = token.partition(".")
+        aead = self._keys.get(kid)
+        if aead is None:
+            raise CredentialError(f"credentials were sealed with unknown key {kid}")
+        raw = base64.urlsafe_b64decode(body)
+        try:
+            return orjson.loads(aead.decrypt(raw[:12], raw[12:], bound_to.encode()))
+        except Exception:
+            raise CredentialError("credentials do not open with their key") from None
+
+    def needs_rotation(self, token: str) -> bool:
+        return not token.startswith(self.current_kid + ".")

@@ -1,0 +1,133 @@
+"""Tables. Times are integer milliseconds since the epoch on both databases: exact, sortable,
+and free of the timezone quirks that SQLite's text dates bring."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+JSON = sa.JSON().with_variant(JSONB(), "postgresql")
+Millis = sa.BigInteger
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("email", sa.String(320), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("avatar_url", sa.String(2000)),
+    sa.Column("password_hash", sa.String(200)),
+    sa.Column("token_version", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("identity", JSON, nullable=False),
+    sa.Column("is_owner", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("seq", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("created_at", Millis, nullable=False),
+    sa.Column("updated_at", Millis, nullable=False),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("user_id", sa.String(40), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("kind", sa.String(20), nullable=False),  # password | local | oauth | set-token
+    sa.Column("created_at", Millis, nullable=False),
+    sa.Column("expires_at", Millis, nullable=False),
+    sa.Column("revoked_at", Millis),
+)
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("user_id", sa.String(40), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("platform", sa.String(20), nullable=False),
+    sa.Column("external_id", sa.String(200), nullable=False),  # team id, bot id, phone…
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("credentials", sa.Text),  # AES-GCM ciphertext with key id: store/crypto.py
+    sa.Column("credentials_expire_at", Millis),
+    sa.Column("settings", JSON, nullable=False),  # non-secret options: mode, channels…
+    sa.Column("resume", JSON, nullable=False),  # listener resume state: offsets, cursors
+    sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("state", sa.String(20), nullable=False, server_default="stopped"),
+    sa.Column("state_detail", sa.String(500)),
+    sa.Column("last_event_at", Millis),
+    sa.Column("lag_ms", sa.BigInteger),
+    sa.Column("created_at", Millis, nullable=False),
+    sa.Column("updated_at", Millis, nullable=False),
+    sa.UniqueConstraint("user_id", "platform", "external_id"),
+)
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("user_id", sa.String(40), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("account_id", sa.String(40), sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("platform", sa.String(20), nullable=False),
+    sa.Column("chat_id", sa.String(200), nullable=False),
+    sa.Column("chat_name", sa.String(500)),
+    sa.Column("chat_type", sa.String(10), nullable=False),  # dm | group | channel | thread
+    sa.Column("native_id", sa.String(200), nullable=False),
+    sa.Column("thread_id", sa.String(200)),
+    sa.Column("reply_to_id", sa.String(200)),
+    sa.Column("sender_id", sa.String(200)),
+    sa.Column("sender_name", sa.String(500)),
+    sa.Column("is_self", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("direction", sa.String(10), nullable=False),  # inbound | outbound
+    sa.Column("text", sa.Text, nullable=False, server_default=""),
+    sa.Column("original_text", sa.Text),  # the first text, kept when an edit replaces it
+    sa.Column("content_type", sa.String(50), nullable=False, server_default="text"),
+    sa.Column("attachments", JSON, nullable=False),
+    sa.Column("mentions", JSON, nullable=False),
+    sa.Column("reactions", JSON, nullable=False),
+    sa.Column("sent_at", Millis, nullable=False),
+    sa.Column("edited_at", Millis),
+    sa.Column("deleted_at", Millis),
+    sa.Column("status", sa.String(10)),  # outbound: pending | sent | failed
+    sa.Column("error", sa.String(500)),
+    sa.Column("idempotency_key", sa.String(200)),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("raw", JSON),
+    sa.Column("created_at", Millis, nullable=False),
+    sa.Column("updated_at", Millis, nullable=False),
+    sa.UniqueConstraint("account_id", "chat_id", "native_id"),
+    sa.Index("ix_messages_user_seq", "user_id", "seq"),
+    sa.Index("ix_messages_user_sent", "user_id", "sent_at", "id"),
+    sa.Index("ix_messages_user_idempotency", "user_id", "idempotency_key", unique=True),
+)
+
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("user_id", sa.String(40), sa.ForeignKey("users.id", ondelete="SET NULL")),
+    sa.Column("email", sa.String(320)),
+    sa.Column("content", sa.Text, nullable=False),
+    sa.Column("created_at", Millis, nullable=False),
+)
+
+ledger = sa.Table(
+    "ledger",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("user_id", sa.String(40), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("source", sa.String(20), nullable=False),  # purchase | usage | refund | reward | subscription
+    sa.Column("description", sa.String(500), nullable=False),
+    sa.Column("model", sa.String(200)),
+    sa.Column("input_tokens", sa.Integer),
+    sa.Column("output_tokens", sa.Integer),
+    sa.Column("delta", sa.Numeric(18, 6)),
+    sa.Column("balance_after", sa.Numeric(18, 6)),
+    sa.Column("created_at", Millis, nullable=False),
+    sa.Index("ix_ledger_user_created", "user_id", "created_at", "id"),
+)

@@ -1,0 +1,120 @@
+"""`loomi serve` as a person runs it: no services configured, embedded Redis, seed curl examples."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    seen = []
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            if proc.poll() is not None:
+                break
+            continue
+        seen.append(line)
+        if needle in line:
+            return line
+    raise AssertionError(f"never printed {needle!r}; output: {''.join(seen)}")
+
+
+@pytest.fixture
+def served(tmp_path: Path):
+    """`loomi serve` on a taken port, so it must fall back; no Redis or database configured."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", _free_port()))
+    taken.listen(1)
+    fallback = _free_port()
+    env = {
+        "PATH": os.environ["PATH"],
+        "LOOMI_HOME": str(tmp_path / "home"),
+        "LOOMI_PORT": str(taken.getsockname()[1]),
+        "LOOMI_FALLBACK_PORT": str(fallback),
+    }
+    log = tmp_path / "stderr.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "loomi.cli", "serve"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=err, text=True
+        )
+    try:
+        line = _wait_for_line(proc, "listening on")
+        yield {"proc": proc, "line": line, "port": fallback, "home": tmp_path / "home", "log": log}
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        taken.close()
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is what the seed's examples use")
+def test_serve_with_nothing_configured_runs_the_seed_examples(served) -> None:
+    port, home = served["port"], served["home"]
+    assert f"http://127.0.0.1:{port}" in served["line"]
+    token_file = home / "token"
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+
+    # the seed's own shell lines, with only the port and home changed
+    script = f"""
+set -e
+TOKEN=$(cat {token_file} | base64 -d)
+echo "$TOKEN" | cut -d'.' -f2 | base64 -d 2>/dev/null | python3 -m json.tool
+curl -s -o /dev/null -w '%{{http_code}}\\n' http://localhost:{port}/api/remote-auth/user -H "Authorization: Bearer $TOKEN"
+curl -s -o /dev/null -w '%{{http_code}}\\n' http://localhost:{port}/api/remote-auth/subscription -H "Authorization: Bearer $TOKEN"
+curl -s http://localhost:{port}/healthz
+"""
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    payload_end = out.stdout.index("}\n") + 1
+    payload = json.loads(out.stdout[:payload_end])
+    assert {"sub", "email", "iat", "exp"} <= set(payload)
+    statuses = out.stdout[payload_end:].split()
+    assert statuses[:2] == ["200", "200"]
+    health = json.loads(out.stdout[payload_end:].split("\n", 3)[-1])
+    assert health["ok"] and health["store"]["dialect"] == "sqlite" and health["redis"]["ok"]
+    assert (home / "redis" / "appendonly.aof").exists() or (home / "redis" / "appendonlydir").exists()
+
+    token = base64.b64decode(token_file.read_text()).decode()
+    served["proc"].send_signal(signal.SIGINT)
+    served["proc"].wait(timeout=20)
+    assert served["proc"].returncode == 0
+    assert not (home / "redis" / "redis.sock").exists()  # embedded Redis stopped with the hub
+    logs = served["log"].read_text()
+    assert token not in logs
+    assert token.encode() not in (home / "hub.db").read_bytes()
+
+
+def test_restart_keeps_the_token(served, tmp_path: Path) -> None:
+    home = served["home"]
+    first = (home / "token").read_text()
+    served["proc"].send_signal(signal.SIGINT)
+    served["proc"].wait(timeout=20)
+    env = {"PATH": os.environ["PATH"], "LOOMI_HOME": str(home), "LOOMI_PORT": str(_free_port())}
+    proc = subprocess.Popen([sys.executable, "-m", "loomi.cli", "login"], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    assert proc.wait(timeout=60) == 0
+    assert (home / "token").read_text() == first
