@@ -71,7 +71,10 @@ def endpoint(
     query: type[BaseModel] | None = None,
     response: type[BaseModel] | None = None,
     auth: bool = True,
+    query_in_body: bool = False,
 ) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+    """`query_in_body`: a POST may carry the query's fields as a JSON body (seed GET, source POST)."""
+
     def wrap(fn: Handler) -> Callable[[Request], Awaitable[Response]]:
         @functools.wraps(fn)
         async def handler(request: Request) -> Response:
@@ -79,7 +82,13 @@ def endpoint(
             if auth:
                 kwargs["user"] = await authenticate(request)
             if query is not None:
-                kwargs["query"] = validate(query, query_dict(request))
+                data = query_dict(request)
+                if query_in_body and request.method == "POST":
+                    extra = await read_json(request)
+                    if not isinstance(extra, dict):
+                        raise bad_request("Request body must be a JSON object", "invalid_input")
+                    data.update(extra)
+                kwargs["query"] = validate(query, data)
             if body is not None:
                 data = await read_json(request)
                 if not isinstance(data, dict):

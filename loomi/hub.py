@@ -49,5 +49,9 @@ class Hub:
         return f"redis://{kwargs.get('host', '127.0.0.1')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
 
     async def close(self) -> None:
+        for extra in self.extras.values():
+            closer = getattr(extra, "aclose", None)
+            if closer is not None:
+                await closer()
         await self.redis.aclose()
         await self.engine.dispose()

@@ -95,7 +95,7 @@ async def serve(settings: Settings) -> int:
         ports = [settings.port] if settings.port == 0 else [settings.port, settings.fallback_port]
         sock = bind(settings.host, ports)
         port = sock.getsockname()[1]
-        app = create_app(hub)
+        app = create_app(hub, on_startup=[start_worker] if settings.in_process_worker else [], on_shutdown=[stop_worker])
         print(f"openloomi-hub listening on http://{settings.host}:{port}", flush=True)
         print(f"token file: {token_path(hub)}", flush=True)
         config = uvicorn.Config(app, log_config=None, access_log=True, lifespan="on", server_header=False)
@@ -105,5 +105,27 @@ async def serve(settings: Settings) -> int:
     return 0
 
 
+async def start_worker(hub: Hub) -> None:
+    from workers.process import HubWorker
+
+    await HubWorker(hub).start()
+
+
+async def stop_worker(hub: Hub) -> None:
+    worker = hub.extras.pop("worker", None)
+    if worker is not None:
+        await worker.stop()
+
+
 async def run_worker(settings: Settings) -> int:
-    raise SystemExit("loomi: the worker arrives with the message pipeline")
+    """`loomi worker`: supervision, ingest and jobs, no API. Needs a shared Redis to be useful."""
+    async with open_local_hub(settings) as hub:
+        await start_worker(hub)
+        print(f"openloomi-hub worker {hub.extras['worker'].name} running", flush=True)
+        stopped = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopped.set)
+        await stopped.wait()
+        await stop_worker(hub)
+    return 0

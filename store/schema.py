@@ -131,3 +131,17 @@ ledger = sa.Table(
     sa.Column("created_at", Millis, nullable=False),
     sa.Index("ix_ledger_user_created", "user_id", "created_at", "id"),
 )
+
+message_embeddings = sa.Table(
+    "message_embeddings",
+    metadata,
+    # One vector per message, computed in the background by ai/indexer.py; user_id is copied
+    # from the message so vector search filters by owner without a join.
+    sa.Column("message_id", sa.String(40), sa.ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("user_id", sa.String(40), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("model", sa.String(100), nullable=False),
+    sa.Column("dims", sa.Integer, nullable=False),
+    sa.Column("vector", sa.LargeBinary, nullable=False),  # little-endian float32, L2-normalized
+    sa.Column("created_at", Millis, nullable=False),
+    sa.Index("ix_message_embeddings_user_model", "user_id", "model"),
+)

@@ -12,8 +12,9 @@ from api.auth import hub_of
 from api.responses import json
 from store.db import ping
 
-# Other modules (workers, ingest) register extra checks here: name -> async () -> dict with "ok".
-CHECKS: dict[str, Callable[[Any], Awaitable[dict[str, Any]]]] = {}
+from workers.health import ingest_health
+
+CHECKS: dict[str, Callable[[Any], Awaitable[dict[str, Any]]]] = {"ingest": ingest_health}
 
 
 async def _probe(coro: Awaitable[Any]) -> dict[str, Any]:

@@ -259,15 +259,24 @@ class FakeSlack:
                 transport.abort()
         self._wake.set()
 
-    def send_disconnect(self, reason: str = "refresh_requested") -> asyncio.Task[None]:
-        """Send Slack's ``disconnect`` message on every socket, then close it cleanly.
-        Returns a task: await it, or don't."""
+    def send_disconnect(self, reason: str = "refresh_requested", grace: float = 0.0) -> asyncio.Task[None]:
+        """Send Slack's ``disconnect`` message on every socket, then (after ``grace`` seconds,
+        in which a well-behaved client hangs up itself) close it. Returns a task: await it,
+        or don't. slack_sdk re-opens twice when the close follows at once (once for the
+        close frame, once for the message); with a grace period it re-opens once."""
 
         async def run() -> None:
-            for conn in list(self._conns):
-                msg = {"type": "disconnect", "reason": reason, "debug_info": {"host": "applink-fake"}}
+            conns = list(self._conns)
+            msg = {"type": "disconnect", "reason": reason, "debug_info": {"host": "applink-fake"}}
+            for conn in conns:
                 try:
                     await conn.ws.send_json(msg)
+                except (ConnectionError, RuntimeError):
+                    pass
+            if grace:
+                await asyncio.sleep(grace)
+            for conn in conns:
+                try:
                     await conn.ws.close()
                 except (ConnectionError, RuntimeError):
                     pass
@@ -541,12 +550,12 @@ class FakeSlack:
         loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()
-            deadline: float | None = None
+            deadline = float("inf")
             for d in list(self._deliveries):
                 now = loop.time()
                 if d.conn is not None:
                     if not d.conn.closed and now - d.sent_at < self.ack_timeout:
-                        deadline = min(deadline or 1e18, d.sent_at + self.ack_timeout)
+                        deadline = min(deadline, d.sent_at + self.ack_timeout)
                         continue
                     d.retry_reason = "connection_failed" if d.conn.closed else "timeout"
                     d.conn = None
@@ -563,12 +572,12 @@ class FakeSlack:
                 frame = {"envelope_id": envelope_id, "payload": d.payload, "type": "events_api",
                          "accepts_response_payload": False, "retry_attempt": d.sends, "retry_reason": d.retry_reason}
                 d.conn, d.sent_at, d.sends = conn, now, d.sends + 1
-                deadline = min(deadline or 1e18, now + self.ack_timeout)
+                deadline = min(deadline, now + self.ack_timeout)
                 try:
                     await conn.ws.send_str(json.dumps(frame))
                 except (ConnectionError, RuntimeError):
                     conn.closed = True
-            timeout = None if deadline is None else max(0.0, deadline - loop.time())
+            timeout = None if deadline == float("inf") else max(0.0, deadline - loop.time())
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except asyncio.TimeoutError:
@@ -745,10 +754,10 @@ class FakeSlack:
         client_id, client_secret = p.get("client_id"), p.get("client_secret")
         if auth_header.startswith("Basic "):
             try:
-                basic = aiohttp.BasicAuth.decode(auth_header)
-                client_id, client_secret = basic.login, basic.password
-            except ValueError:
+                decoded = base64.b64decode(auth_header[6:].strip(), validate=True).decode()
+            except (ValueError, UnicodeDecodeError):
                 raise SlackApiFailure("invalid_client_id") from None
+            client_id, _, client_secret = decoded.partition(":")
         if p.get("grant_type") == "refresh_token":
             install = self._refresh.get(str(p.get("refresh_token", "")))
             if install is None:

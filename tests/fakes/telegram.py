@@ -240,7 +240,7 @@ class FakeTelegram:
     ) -> int:
         """Someone writes in ``chat_id``; bot ``token`` gets a ``message`` (``channel_post`` in
         channels) update. ``extra`` merges more Message fields (``photo``, ``caption`` ...)."""
-        bot = self._bot(token)
+        bot = self._bot(token, control=True)
         chat = self._chats.get(chat_id)
         if chat is None:
             kind = "private" if chat_id > 0 else "group"
@@ -259,7 +259,7 @@ class FakeTelegram:
 
     def edit_message(self, token: str, chat_id: int, message_id: int, text: str) -> None:
         """The author edits a message: bot ``token`` gets an ``edited_message`` update."""
-        bot = self._bot(token)
+        bot = self._bot(token, control=True)
         msg = self._messages.get((chat_id, message_id))
         if msg is None:
             raise KeyError(f"no message {message_id} in chat {chat_id}")
@@ -271,25 +271,27 @@ class FakeTelegram:
 
     def push_update(self, token: str, kind: str, obj: Json) -> int:
         """Queue any other update type (``callback_query``, ``my_chat_member`` ...)."""
-        return self._push(self._bot(token), kind, obj)
+        return self._push(self._bot(token, control=True), kind, obj)
 
     def redeliver_next(self, token: str) -> None:
         """Next getUpdates (or webhook POST) repeats the last confirmed update: a duplicate."""
-        bot = self._bot(token)
+        bot = self._bot(token, control=True)
         bot.redeliver = True
         self._wake(bot)
 
     def pending_updates(self, token: str) -> list[Json]:
-        return copy.deepcopy(self._bot(token).updates)
+        return copy.deepcopy(self._bot(token, control=True).updates)
 
     def message(self, chat_id: int, message_id: int) -> Json:
         return copy.deepcopy(self._messages[(chat_id, message_id)])
 
     # ------------------------------------------------------------------ internals
 
-    def _bot(self, token: str) -> _Bot:
+    def _bot(self, token: str, control: bool = False) -> _Bot:
         bot = self._bots.get(token)
         if bot is None:
+            if control:
+                raise KeyError(f"unknown bot token {token!r}; add_bot() it first")
             raise BotApiError(401, "Unauthorized")
         return bot
 
@@ -450,7 +452,7 @@ class FakeTelegram:
         if not url:
             return await self._m_deleteWebhook(bot, p)
         if not url.startswith(("http://", "https://")):
-            raise _bad("bad webhook: Webhook can be set up only on ports 80, 88, 443 or 8443")
+            raise _bad("bad webhook: An HTTPS URL must be provided for webhook")
         secret = p.get("secret_token") or None
         if secret is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", str(secret)):
             raise _bad("secret token contains unallowed characters")

@@ -1,0 +1,295 @@
+"""Integrations module: connected accounts, OAuth, listener set-up and platform webhooks.
+
+Generic over platforms: each route asks the platform's connector for an ability
+(OAuthSetup, CredentialSetup, WebhookReceiver) and answers 404 when it has none, so a new
+platform needs no code here.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pydantic import Field
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from api.auth import Principal, authenticate, hub_of
+from api.endpoint import endpoint, query_dict, read_json, validate
+from api.errors import ApiError, bad_request, not_found
+from api.responses import json
+from api.routes.messages import iso
+from api.schemas import Body
+from config.platforms import PLATFORMS
+from connectors import oauth
+from connectors.base import (
+    AccountSpec,
+    AccountState,
+    CredentialSetup,
+    Envelope,
+    NeedsReauth,
+    OAuthSetup,
+    WebhookReceiver,
+    WebhookRejected,
+    WebhookRequest,
+)
+from connectors.registry import CONNECTORS, make_connector
+from loomi.hub import Hub
+from store import accounts as account_store
+from workers import keys
+from workers.process import enqueue, jobs_pool
+from workers.stream import append
+
+
+def connector_for(hub: Hub, platform: str, ability: type) -> Any:
+    if platform not in CONNECTORS:
+        raise not_found(f"Unknown or unsupported platform '{platform}'", "unknown_platform")
+    connector = make_connector(platform, hub.settings.platform(platform))
+    if not isinstance(connector, ability):
+        raise not_found(f"'{platform}' does not support this", "not_supported")
+    return connector
+
+
+async def account_json(hub: Hub, row: dict[str, Any]) -> dict[str, Any]:
+    status = {k.decode(): v.decode() for k, v in (await hub.redis.hgetall(keys.status(row["id"]))).items()}
+    last_event = int(status["last_event_at"]) if status.get("last_event_at") else row["last_event_at"]
+    return {
+        "id": row["id"],
+        "platform": row["platform"],
+        "name": row["name"],
+        "externalId": row["external_id"],
+        "enabled": bool(row["enabled"]),
+        "state": status.get("state") or row["state"],
+        "stateDetail": status.get("detail") or row["state_detail"],
+        "worker": status.get("worker"),
+        "lastEventAt": iso(last_event),
+        "lagMs": int(status["lag_ms"]) if status.get("lag_ms") else row["lag_ms"],
+        "settings": {k: v for k, v in (row["settings"] or {}).items() if k in ("mode",)},
+        "createdAt": iso(row["created_at"]),
+    }
+
+
+async def connected(
+    hub: Hub, user_id: str, platform: str, spec: AccountSpec, webhook_base: str | None = None
+) -> dict[str, Any]:
+    """Store the account, then ask for its history: the supervisor starts the listener itself."""
+    async with hub.engine.begin() as conn:
+        row = await account_store.upsert_account(conn, hub.vault, user_id, platform, spec)
+        if webhook_base and spec.settings.get("mode") == "webhook":
+            settings = {**row["settings"], "webhook_url": f"{webhook_base}/{row['id']}"}
+            await account_store.update_settings(conn, row["id"], settings)
+            row["settings"] = settings
+    await hub.redis.delete(keys.status(row["id"]))
+    await enqueue(jobs_pool(hub), "backfill", row["id"], "history", job_id=f"history:{row['id']}:{int(time.time())}")
+    return row
+
+
+@endpoint()
+async def list_accounts(request: Request, user: Principal):
+    """The caller's connected accounts with listener state, last event and lag."""
+    hub = hub_of(request)
+    async with hub.engine.connect() as conn:
+        rows = await account_store.list_rows(conn, user.id)
+    return {"accounts": [await account_json(hub, row) for row in rows]}
+
+
+@endpoint()
+async def delete_account(request: Request, user: Principal):
+    """Disconnect: forget the credentials and stop the listener. Stored messages stay."""
+    hub = hub_of(request)
+    account_id = request.path_params["account_id"]
+    async with hub.engine.begin() as conn:
+        row = await account_store.get_row(conn, account_id)
+        if row is None or row["user_id"] != user.id:
+            raise not_found("No such account", "account_not_found")
+        await account_store.disconnect(conn, account_id)
+    await hub.redis.hset(keys.status(account_id), mapping={"state": AccountState.STOPPED.value, "detail": "disconnected"})
+    return {"success": True, "id": account_id}
+
+
+# ---- OAuth ----------------------------------------------------------------------------------
+
+
+def _oauth_platform(request: Request) -> tuple[Any, Any, Any]:
+    hub = hub_of(request)
+    name = request.path_params["platform"].lower()
+    connector = connector_for(hub, name, OAuthSetup)
+    settings = hub.settings.platform(name)
+    if not settings.oauth_configured:
+        raise ApiError(
+            400,
+            f"{name} OAuth is not configured",
+            "provider_not_configured",
+            f"set LOOMI_{name.upper()}_CLIENT_ID and LOOMI_{name.upper()}_CLIENT_SECRET",
+        )
+    return PLATFORMS[name], settings, connector
+
+
+def redirect_uri(request: Request, platform: str) -> str:
+    hub = hub_of(request)
+    configured = hub.settings.platform(platform).redirect_uri
+    if configured:
+        return configured
+    base = hub.settings.public_url or f"{request.url.scheme}://{request.url.netloc}"
+    return f"{base.rstrip('/')}/api/{platform}/callback"
+
+
+@endpoint()
+async def oauth_start(request: Request, user: Principal):
+    """Start OAuth: 302 to the authorize URL, or `{url, state}` for `Accept: application/json`."""
+    platform, settings, connector = _oauth_platform(request)
+    url, state = await oauth.start(
+        hub_of(request).redis,
+        platform,
+        settings,
+        user_id=user.id,
+        redirect_uri=redirect_uri(request, platform.name),
+        extra=connector.authorize_params(),
+    )
+    if "application/json" in request.headers.get("accept", ""):
+        return {"url": url, "state": state}
+    return RedirectResponse(url, status_code=302)
+
+
+class ExchangeQuery(Body):
+    code: str = Field(min_length=1, max_length=2048)
+    state: str = Field(min_length=1, max_length=256)
+
+
+async def _exchange(request: Request, query: ExchangeQuery, user_id: str | None) -> dict[str, Any]:
+    hub = hub_of(request)
+    platform, settings, connector = _oauth_platform(request)
+    try:
+        flow = await oauth.consume_state(hub.redis, query.state, platform.name, user_id)
+        token = await oauth.exchange_code(platform, settings, flow, query.code)
+        spec = await connector.account_from_token(token)
+    except oauth.OAuthError as err:
+        raise bad_request(str(err), err.code) from None
+    except NeedsReauth as err:
+        raise bad_request(f"{platform.name} rejected the credentials", "credentials_rejected", str(err)) from None
+    row = await connected(hub, flow.user_id, platform.name, spec)
+    return {"success": True, "account": await account_json(hub, row)}
+
+
+@endpoint(query=ExchangeQuery)
+async def oauth_exchange(request: Request, user: Principal, query: ExchangeQuery):
+    """Exchange the code for a connected account (state must be the caller's)."""
+    return await _exchange(request, query, user.id)
+
+
+@endpoint(query=ExchangeQuery, auth=False)
+async def oauth_callback(request: Request, query: ExchangeQuery):
+    """The platform's redirect: the state says whose account this is."""
+    return await _exchange(request, query, None)
+
+
+# ---- credential set-up (bot tokens…) ---------------------------------------------------------
+
+
+class ListenerInitBody(Body):
+    mode: str | None = Field(default=None, pattern="^(polling|webhook)$")
+
+
+@endpoint()
+async def listener_init(request: Request, user: Principal):
+    """Connect with pasted credentials and start the listener (`/api/{platform}/listener/init`)."""
+    hub = hub_of(request)
+    platform = request.path_params["platform"].lower()
+    connector = connector_for(hub, platform, CredentialSetup)
+    fields = await read_json(request)
+    if not isinstance(fields, dict):
+        raise bad_request("Request body must be a JSON object")
+    mode = validate(ListenerInitBody, fields).mode  # type: ignore[attr-defined]
+    try:
+        spec = await connector.connect(fields)
+    except NeedsReauth as err:
+        raise ApiError(400, f"{platform} rejected the credentials", "credentials_rejected", str(err)) from None
+    except ValueError as err:
+        raise bad_request(str(err), "invalid_input") from None
+    spec.settings = {**spec.settings, "mode": mode or "polling"}
+    async with hub.engine.connect() as conn:
+        mine = await account_store.list_rows(conn, user.id, enabled_only=True)
+    before = [r for r in mine if r["platform"] == platform and r["external_id"] == spec.external_id]
+    base = hub.settings.public_url or f"{request.url.scheme}://{request.url.netloc}"
+    row = await connected(hub, user.id, platform, spec, webhook_base=f"{base.rstrip('/')}/api/{platform}/webhook")
+    status = "already_running" if before else "started"
+    return {
+        "success": True,
+        "status": status,
+        "message": f"{platform} listener {status.replace('_', ' ')}",
+        "account": await account_json(hub, row),
+    }
+
+
+# ---- webhooks ---------------------------------------------------------------------------------
+
+
+def _webhook_request(request: Request, body: bytes) -> WebhookRequest:
+    return WebhookRequest(headers={k.lower(): v for k, v in request.headers.items()}, body=body, query=query_dict(request))
+
+
+async def _queue(hub: Hub, platform: str, events: list[tuple[str, Any]]) -> None:
+    now = int(time.time() * 1000)
+    envelopes = [Envelope(platform, account_id, ev.delivery_id, now, ev.payload, "webhook") for account_id, ev in events]
+    await append(hub.redis, envelopes)
+
+
+async def platform_events(request: Request) -> Response:
+    """Account-less webhooks (Slack Events API): verify, queue for every matching account, 200."""
+    hub = hub_of(request)
+    platform = request.path_params["platform"].lower()
+    receiver = connector_for(hub, platform, WebhookReceiver)
+    try:
+        reply = receiver.handle_webhook(_webhook_request(request, await request.body()))
+    except WebhookRejected as err:
+        raise ApiError(err.status, "Webhook rejected", "webhook_rejected", err.reason) from None
+    if reply.events:
+        async with hub.engine.connect() as conn:
+            rows = [r for r in await account_store.list_rows(conn, enabled_only=True) if r["platform"] == platform]
+        routed = [(r["id"], ev) for ev in reply.events for r in rows if r["external_id"] == ev.external_id]
+        await _queue(hub, platform, routed)
+    return json(reply.body or {"ok": True}, reply.status)
+
+
+async def account_webhook(request: Request) -> Response:
+    """Per-account webhooks (Telegram): the connector checks the account's secret."""
+    hub = hub_of(request)
+    platform = request.path_params["platform"].lower()
+    receiver = connector_for(hub, platform, WebhookReceiver)
+    async with hub.engine.connect() as conn:
+        row = await account_store.get_row(conn, request.path_params["account_id"])
+    if row is None or row["platform"] != platform or not row["enabled"] or not row["credentials"]:
+        raise not_found("No such account", "account_not_found")
+    webhook = _webhook_request(request, await request.body())
+    webhook.account = account_store.to_account(row, hub.vault)
+    try:
+        reply = receiver.handle_webhook(webhook)
+    except WebhookRejected as err:
+        raise ApiError(err.status, "Webhook rejected", "webhook_rejected", err.reason) from None
+    await _queue(hub, platform, [(row["id"], ev) for ev in reply.events])
+    return json(reply.body or {"ok": True}, reply.status)
+
+
+async def telegram_user_listener(request: Request) -> Response:
+    """`/api/telegram/user-listener/init`: the MTProto user account arrives with its connector."""
+    await authenticate(request)
+    raise ApiError(
+        400,
+        "The Telegram user-account listener is not available in this hub yet",
+        "platform_not_available",
+        "connect a bot with POST /api/telegram/listener/init {botToken}",
+    )
+
+
+routes = [
+    Route("/api/integrations/accounts", list_accounts, methods=["GET"]),
+    Route("/api/integrations/accounts/{account_id}", delete_account, methods=["DELETE"]),
+    Route("/api/integrations/{platform}/oauth/start", oauth_start, methods=["GET"]),
+    Route("/api/integrations/{platform}/oauth/exchange", oauth_exchange, methods=["GET"]),
+    Route("/api/telegram/user-listener/init", telegram_user_listener, methods=["GET", "POST"]),
+    Route("/api/{platform}/callback", oauth_callback, methods=["GET"]),
+    Route("/api/{platform}/listener/init", listener_init, methods=["POST"]),
+    Route("/api/{platform}/events", platform_events, methods=["POST"]),
+    Route("/api/{platform}/webhook/{account_id}", account_webhook, methods=["POST"]),
+]

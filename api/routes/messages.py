@@ -1,0 +1,302 @@
+"""Messages module: list, send, sync, check, raw."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime, timezone
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, BeforeValidator, Field, model_validator
+from sqlalchemy.exc import IntegrityError
+from starlette.requests import Request
+from starlette.routing import Route
+
+from api.auth import Principal, hub_of
+from api.endpoint import endpoint
+from api.errors import ApiError, bad_request, not_found
+from api.responses import json
+from api.schemas import Body
+from connectors.registry import CONNECTORS
+from store import accounts as account_store
+from store import messages as message_store
+from workers.outbound import deliver
+
+
+def _millis(value: Any) -> int | None:
+    """Times as epoch milliseconds or ISO-8601 (a trailing Z is fine)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)) or (isinstance(value, str) and value.strip().lstrip("-").isdigit()):
+        return int(value)
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError("must be epoch milliseconds or an ISO-8601 time") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return int(parsed.timestamp() * 1000)
+
+
+Millis = Annotated[int | None, BeforeValidator(_millis)]
+
+
+def iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def message_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "accountId": row["account_id"],
+        "botId": row["account_id"],
+        "platform": row["platform"],
+        "chatId": row["chat_id"],
+        "chatName": row["chat_name"],
+        "chatType": row["chat_type"],
+        "channel": row["chat_name"] or row["chat_id"],
+        "nativeId": row["native_id"],
+        "messageId": row["native_id"],
+        "threadId": row["thread_id"],
+        "replyToId": row["reply_to_id"],
+        "senderId": row["sender_id"],
+        "senderName": row["sender_name"],
+        "person": row["sender_name"] or row["sender_id"],
+        "isSelf": bool(row["is_self"]),
+        "direction": row["direction"],
+        "text": row["text"],
+        "content": row["text"],
+        "originalText": row["original_text"],
+        "contentType": row["content_type"],
+        "attachments": row["attachments"] or [],
+        "mentions": row["mentions"] or [],
+        "reactions": row["reactions"] or [],
+        "sentAt": iso(row["sent_at"]),
+        "timestamp": row["sent_at"],
+        "editedAt": iso(row["edited_at"]),
+        "deletedAt": iso(row["deleted_at"]),
+        "status": row["status"],
+        "error": row["error"],
+        "seq": row["seq"],
+    }
+
+
+def _encode_cursor(*parts: Any) -> str:
+    return base64.urlsafe_b64encode(":".join(str(p) for p in parts).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, arity: int) -> list[str]:
+    try:
+        parts = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split(":", arity - 1)
+    except (ValueError, UnicodeDecodeError):
+        parts = []
+    if len(parts) != arity:
+        raise bad_request("Invalid cursor", "invalid_cursor", "pass back nextCursor/cursor exactly as returned")
+    return parts
+
+
+class ListQuery(Body):
+    platform: str | None = Field(default=None, max_length=20)
+    account_id: str | None = Field(default=None, max_length=40, validation_alias=AliasChoices("accountId", "botId"))
+    chat_id: str | None = Field(default=None, max_length=200, validation_alias=AliasChoices("chatId", "channel"))
+    sender_id: str | None = Field(default=None, max_length=200, validation_alias=AliasChoices("senderId", "person"))
+    thread_id: str | None = Field(default=None, max_length=200, validation_alias=AliasChoices("threadId"))
+    since: Millis = Field(default=None, validation_alias=AliasChoices("since", "startTime"))
+    until: Millis = Field(default=None, validation_alias=AliasChoices("until", "endTime"))
+    q: str | None = Field(default=None, max_length=500, validation_alias=AliasChoices("q", "keywords"))
+    limit: int = Field(default=50, ge=1, le=500)
+    cursor: str | None = Field(default=None, max_length=200)
+    include_deleted: bool = Field(default=False, validation_alias=AliasChoices("includeDeleted"))
+
+
+@endpoint(query=ListQuery)
+async def list_messages(request: Request, user: Principal, query: ListQuery):
+    """List the caller's messages, newest first, with filters, full-text `q` and keyset paging."""
+    filters = {
+        column: value
+        for column, value in (
+            ("platform", query.platform),
+            ("account_id", query.account_id),
+            ("chat_id", query.chat_id),
+            ("sender_id", query.sender_id),
+            ("thread_id", query.thread_id),
+        )
+        if value is not None
+    }
+    before = None
+    if query.cursor:
+        sent_at, row_id = _decode_cursor(query.cursor, 2)
+        if not sent_at.lstrip("-").isdigit():
+            raise bad_request("Invalid cursor", "invalid_cursor")
+        before = (int(sent_at), row_id)
+    async with hub_of(request).engine.connect() as conn:
+        rows = await message_store.list_messages(
+            conn,
+            user.id,
+            filters=filters,
+            q=query.q,
+            before=before,
+            limit=query.limit + 1,
+            include_deleted=query.include_deleted,
+            since=query.since,
+            until=query.until,
+        )
+    more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    cursor = _encode_cursor(rows[-1]["sent_at"], rows[-1]["id"]) if more and rows else None
+    return {"messages": [message_json(r) for r in rows], "nextCursor": cursor, "hasMore": more}
+
+
+class SendBody(Body):
+    account_id: str | None = Field(default=None, max_length=40, validation_alias=AliasChoices("accountId", "botId"))
+    chat_id: str | None = Field(default=None, max_length=200, validation_alias=AliasChoices("chatId"))
+    text: str | None = Field(default=None, max_length=40_000, validation_alias=AliasChoices("text", "message"))
+    reply_to_id: str | None = Field(default=None, max_length=200, validation_alias=AliasChoices("replyToId"))
+    thread_id: str | None = Field(default=None, max_length=200, validation_alias=AliasChoices("threadId"))
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200, validation_alias=AliasChoices("idempotencyKey"))
+    recipients: list[str] | None = Field(default=None, min_length=1, max_length=50)
+
+    @model_validator(mode="after")
+    def _complete(self) -> "SendBody":
+        if not self.account_id:
+            raise ValueError("accountId (or botId) is required")
+        if not self.text or not self.text.strip():
+            raise ValueError("text (or message) is required")
+        if not self.chat_id and not self.recipients:
+            raise ValueError("chatId (or recipients) is required")
+        return self
+
+
+async def _send_one(request: Request, user: Principal, body: SendBody, chat_id: str, key: str | None) -> dict[str, Any]:
+    hub = hub_of(request)
+    async with hub.engine.begin() as conn:
+        if key and (existing := await message_store.find_by_idempotency(conn, user.id, key)):
+            return existing
+        account = await account_store.get_row(conn, body.account_id or "")
+        if account is None or account["user_id"] != user.id:
+            raise not_found("No such account", "account_not_found")
+        if not account["enabled"] or not account["credentials"]:
+            raise ApiError(400, "Account is disconnected", "account_disconnected", "reconnect it first")
+        if account["platform"] not in CONNECTORS:
+            raise ApiError(400, f"Sending on {account['platform']} is not available", "platform_not_available")
+        try:
+            row = await message_store.insert_outbound(
+                conn,
+                user_id=user.id,
+                account_id=account["id"],
+                platform=account["platform"],
+                chat_id=chat_id,
+                text=body.text or "",
+                reply_to_id=body.reply_to_id,
+                thread_id=body.thread_id,
+                idempotency_key=key,
+            )
+        except IntegrityError:
+            row = None
+    if row is None:  # a concurrent request with the same key won the race
+        async with hub.engine.connect() as conn:
+            found = await message_store.find_by_idempotency(conn, user.id, key or "")
+        assert found is not None
+        return found
+    return await deliver(hub, row["id"])
+
+
+@endpoint(body=SendBody)
+async def send_message(request: Request, user: Principal, body: SendBody):
+    """Send a message through the account's connector; returns the stored outbound message."""
+    if body.recipients:  # openloomi's {botId, recipients[], message}
+        rows = [
+            await _send_one(request, user, body, chat, f"{body.idempotency_key}:{chat}" if body.idempotency_key else None)
+            for chat in body.recipients
+        ]
+        return {"success": all(r["status"] != "failed" for r in rows), "messages": [message_json(r) for r in rows]}
+    row = await _send_one(request, user, body, body.chat_id or "", body.idempotency_key)
+    return json(message_json(row), 201 if row["status"] != "failed" else 502)
+
+
+
+class SyncQuery(Body):
+    cursor: str | None = Field(default=None, max_length=200)
+    limit: int = Field(default=500, ge=1, le=2000)
+
+
+@endpoint(query=SyncQuery, query_in_body=True)
+async def sync_messages(request: Request, user: Principal, query: SyncQuery):
+    """Every change since `cursor` (GET query or POST body): `{messages, cursor, hasMore}`."""
+    seq = 0
+    if query.cursor:
+        (raw,) = _decode_cursor(query.cursor, 1)
+        if not raw.isdigit():
+            raise bad_request("Invalid cursor", "invalid_cursor")
+        seq = int(raw)
+    async with hub_of(request).engine.connect() as conn:
+        rows = await message_store.changes_since(conn, user.id, seq, query.limit + 1)
+    more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    last = rows[-1]["seq"] if rows else seq
+    return {"messages": [message_json(r) for r in rows], "cursor": _encode_cursor(last), "hasMore": more}
+
+
+
+class CheckQuery(Body):
+    id: str | None = Field(default=None, max_length=40)
+
+
+@endpoint(query=CheckQuery)
+async def check(request: Request, user: Principal, query: CheckQuery):
+    """An outbound message's status (`?id=`), or the caller's message statistics."""
+    hub = hub_of(request)
+    async with hub.engine.connect() as conn:
+        if query.id:
+            row = await message_store.get_message(conn, user.id, query.id)
+            if row is None:
+                raise not_found("No such message", "message_not_found")
+            return {
+                "id": row["id"],
+                "status": row["status"] or "received",
+                "error": row["error"],
+                "nativeId": row["native_id"],
+                "sentAt": iso(row["sent_at"]),
+            }
+        stats = await message_store.stats(conn, user.id)
+    stats["oldestMessage"], stats["newestMessage"] = iso(stats["oldestMessage"]), iso(stats["newestMessage"])
+    return {"success": True, "storage": hub.engine.dialect.name, "stats": stats, **stats}
+
+
+class RawQuery(Body):
+    id: str | None = Field(default=None, max_length=40)
+    account_id: str | None = Field(default=None, max_length=40, validation_alias=AliasChoices("accountId", "botId"))
+    platform: str | None = Field(default=None, max_length=20)
+    limit: int = Field(default=50, ge=1, le=500)
+
+
+@endpoint(query=RawQuery)
+async def raw(request: Request, user: Principal, query: RawQuery):
+    """The platform payload exactly as received (`?id=`), or the latest ones for an account."""
+    async with hub_of(request).engine.connect() as conn:
+        if query.id:
+            row = await message_store.get_message(conn, user.id, query.id)
+            if row is None:
+                raise not_found("No such message", "message_not_found")
+            return {"id": row["id"], "platform": row["platform"], "accountId": row["account_id"], "raw": row["raw"]}
+        filters = {k: v for k, v in (("account_id", query.account_id), ("platform", query.platform)) if v}
+        rows = await message_store.list_messages(
+            conn, user.id, filters=filters, q=None, before=None, limit=query.limit, include_deleted=True
+        )
+    return {
+        "success": True,
+        "messages": [
+            {"id": r["id"], "messageId": r["native_id"], "platform": r["platform"], "botId": r["account_id"], "raw": r["raw"]}
+            for r in rows
+        ],
+    }
+
+
+routes = [
+    Route("/api/messages", list_messages, methods=["GET"]),
+    Route("/api/messages", send_message, methods=["POST"]),
+    Route("/api/messages/sync", sync_messages, methods=["GET", "POST"]),
+    Route("/api/messages/check", check, methods=["GET"]),
+    Route("/api/messages/raw", raw, methods=["GET"]),
+]

@@ -1,0 +1,362 @@
+"""Messages: batched exactly-once writes, per-owner `seq`, and the reads the API serves.
+
+Writes are `INSERT … ON CONFLICT (account_id, chat_id, native_id)`, so redelivery, replays and
+backfill overlap never duplicate. Each write takes fresh `seq` numbers from the owner's counter
+row in the same transaction: the row lock orders commits, so a sync cursor never skips a row
+that commits late.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from connectors.base import Change, ChangeKind, Message
+from store.ids import new_id, now_ms
+from store.schema import messages, users
+
+KEY = ["account_id", "chat_id", "native_id"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Owned:
+    """A change with the account it came through and the raw payload it came from."""
+
+    user_id: str
+    account_id: str
+    platform: str
+    change: Change
+    raw: dict[str, Any] | None
+
+
+def _insert(conn: AsyncConnection):  # noqa: ANN202
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(messages)
+
+
+async def reserve_seq(conn: AsyncConnection, user_id: str, count: int) -> int:
+    """Take `count` sequence numbers for `user_id`; returns the first. Locks the owner's row."""
+    result = await conn.execute(
+        users.update().where(users.c.id == user_id).values(seq=users.c.seq + count).returning(users.c.seq)
+    )
+    last = result.scalar_one()
+    return int(last) - count + 1
+
+
+def _clip(value: str | None, size: int) -> str | None:
+    return value[:size] if value else value
+
+
+def _row(item: Owned, seq: int, now: int) -> dict[str, Any]:
+    change = item.change
+    msg = change.message or Message(chat_id=change.chat_id, native_id=change.native_id, sent_at=change.at or now)
+    return {
+        "id": new_id("msg"),
+        "user_id": item.user_id,
+        "account_id": item.account_id,
+        "platform": item.platform,
+        "chat_id": change.chat_id,
+        "chat_name": _clip(msg.chat_name, 500),
+        "chat_type": msg.chat_type.value if hasattr(msg.chat_type, "value") else str(msg.chat_type),
+        "native_id": change.native_id,
+        "thread_id": msg.thread_id,
+        "reply_to_id": msg.reply_to_id,
+        "sender_id": _clip(msg.sender_id, 200),
+        "sender_name": _clip(msg.sender_name, 500),
+        "is_self": msg.is_self,
+        "direction": "outbound" if msg.is_self else "inbound",
+        "text": msg.text if change.kind is not ChangeKind.DELETE else "",
+        "original_text": None,
+        "content_type": msg.content_type,
+        "attachments": [dataclasses.asdict(a) for a in msg.attachments],
+        "mentions": list(msg.mentions),
+        "reactions": [],
+        "sent_at": msg.sent_at,
+        "edited_at": change.at if change.kind is ChangeKind.EDIT else msg.edited_at,
+        "deleted_at": change.at if change.kind is ChangeKind.DELETE else None,
+        "status": "sent" if msg.is_self else None,
+        "error": None,
+        "idempotency_key": None,
+        "seq": seq,
+        "raw": item.raw,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+async def apply_changes(conn: AsyncConnection, items: list[Owned]) -> int:
+    """Write a batch in the caller's transaction; returns rows inserted or changed."""
+    if not items:
+        return 0
+    now = now_ms()
+    by_user: dict[str, list[Owned]] = {}
+    for item in items:
+        by_user.setdefault(item.user_id, []).append(item)
+    touched = 0
+    for user_id in sorted(by_user):  # a fixed lock order: no deadlock between ingest workers
+        batch = by_user[user_id]
+        first = await reserve_seq(conn, user_id, len(batch))
+        rows = [_row(item, first + i, now) for i, item in enumerate(batch)]
+        upserts = [r for r, i in zip(rows, batch) if i.change.kind is ChangeKind.UPSERT]
+        edits = [r for r, i in zip(rows, batch) if i.change.kind is ChangeKind.EDIT]
+        deletes = [r for r, i in zip(rows, batch) if i.change.kind is ChangeKind.DELETE]
+        touched += await _insert_new(conn, upserts)
+        for row in edits:
+            touched += await _apply_edit(conn, row)
+        for row in deletes:
+            touched += await _apply_delete(conn, row)
+    return touched
+
+
+async def _insert_new(conn: AsyncConnection, rows: list[dict[str, Any]]) -> int:
+    if not rows:
+        return 0
+    unique: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for row in rows:  # one statement cannot touch the same key twice
+        unique.setdefault((row["account_id"], row["chat_id"], row["native_id"]), row)
+    # RETURNING makes SQLAlchemy batch the rows into multi-row VALUES ("insertmanyvalues") on
+    # both drivers and tells us how many were new; plain executemany reports no rowcount on asyncpg
+    stmt = _insert(conn).on_conflict_do_nothing(index_elements=KEY).returning(messages.c.id)
+    result = await conn.execute(stmt, list(unique.values()))
+    return len(result.all())
+
+
+async def _apply_edit(conn: AsyncConnection, row: dict[str, Any]) -> int:
+    """Newer text wins; the first text is kept in `original_text`; a missing row is created."""
+    stmt = _insert(conn).values(**row)
+    excluded = stmt.excluded
+    stmt = stmt.on_conflict_do_update(
+        index_elements=KEY,
+        set_={
+            "original_text": sa.func.coalesce(messages.c.original_text, messages.c.text),
+            "text": excluded.text,
+            "edited_at": excluded.edited_at,
+            "attachments": excluded.attachments,
+            "mentions": excluded.mentions,
+            "seq": excluded.seq,
+            "updated_at": excluded.updated_at,
+        },
+        where=sa.and_(
+            messages.c.deleted_at.is_(None),
+            sa.or_(messages.c.edited_at.is_(None), messages.c.edited_at < excluded.edited_at),
+            messages.c.text != excluded.text,
+        ),
+    )
+    return max((await conn.execute(stmt)).rowcount or 0, 0)
+
+
+async def _apply_delete(conn: AsyncConnection, row: dict[str, Any]) -> int:
+    """A tombstone: set once; if the message was never seen, the tombstone row stops it later."""
+    stmt = _insert(conn).values(**row)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=KEY,
+        set_={"deleted_at": stmt.excluded.deleted_at, "seq": stmt.excluded.seq, "updated_at": stmt.excluded.updated_at},
+        where=messages.c.deleted_at.is_(None),
+    )
+    return max((await conn.execute(stmt)).rowcount or 0, 0)
+
+
+# ---- outbound -------------------------------------------------------------------------------
+
+
+async def find_by_idempotency(conn: AsyncConnection, user_id: str, key: str) -> dict[str, Any] | None:
+    row = (
+        await conn.execute(messages.select().where(messages.c.user_id == user_id, messages.c.idempotency_key == key))
+    ).mappings().first()
+    return dict(row) if row else None
+
+
+async def insert_outbound(
+    conn: AsyncConnection,
+    *,
+    user_id: str,
+    account_id: str,
+    platform: str,
+    chat_id: str,
+    text: str,
+    reply_to_id: str | None,
+    thread_id: str | None,
+    idempotency_key: str | None,
+) -> dict[str, Any]:
+    now = now_ms()
+    row_id = new_id("msg")
+    row = {
+        "id": row_id,
+        "user_id": user_id,
+        "account_id": account_id,
+        "platform": platform,
+        "chat_id": chat_id,
+        "chat_type": "channel",
+        "native_id": f"pending:{row_id}",
+        "thread_id": thread_id,
+        "reply_to_id": reply_to_id,
+        "is_self": True,
+        "direction": "outbound",
+        "text": text,
+        "content_type": "text",
+        "attachments": [],
+        "mentions": [],
+        "reactions": [],
+        "sent_at": now,
+        "status": "pending",
+        "idempotency_key": idempotency_key,
+        "seq": await reserve_seq(conn, user_id, 1),
+        "created_at": now,
+        "updated_at": now,
+    }
+    await conn.execute(messages.insert().values(**row))
+    return row
+
+
+async def mark_sent(
+    conn: AsyncConnection, row: dict[str, Any], native_id: str, sent_at: int, raw: dict[str, Any], thread_id: str | None
+) -> None:
+    """Record the platform id. If the echo was ingested first, fold it into our row."""
+    await conn.execute(
+        messages.delete().where(
+            messages.c.account_id == row["account_id"],
+            messages.c.chat_id == row["chat_id"],
+            messages.c.native_id == native_id,
+            messages.c.id != row["id"],
+        )
+    )
+    await conn.execute(
+        messages.update()
+        .where(messages.c.id == row["id"])
+        .values(
+            native_id=native_id,
+            status="sent",
+            sent_at=sent_at,
+            raw=raw,
+            thread_id=thread_id or row.get("thread_id"),
+            error=None,
+            seq=await reserve_seq(conn, row["user_id"], 1),
+            updated_at=now_ms(),
+        )
+    )
+
+
+async def mark_failed(conn: AsyncConnection, row: dict[str, Any], error: str, *, final: bool) -> None:
+    await conn.execute(
+        messages.update()
+        .where(messages.c.id == row["id"])
+        .values(
+            status="failed" if final else "pending",
+            error=error[:500],
+            seq=await reserve_seq(conn, row["user_id"], 1),
+            updated_at=now_ms(),
+        )
+    )
+
+
+# ---- reads ----------------------------------------------------------------------------------
+
+
+async def get_message(conn: AsyncConnection, user_id: str, message_id: str) -> dict[str, Any] | None:
+    row = (
+        await conn.execute(messages.select().where(messages.c.user_id == user_id, messages.c.id == message_id))
+    ).mappings().first()
+    return dict(row) if row else None
+
+
+def _fts_query(text: str) -> str:
+    """User text -> an FTS5 query of quoted terms (no operator injection)."""
+    terms = [t.replace('"', '""') for t in text.split() if t.strip()]
+    return " ".join(f'"{t}"' for t in terms)
+
+
+def text_match(conn: AsyncConnection, q: str) -> sa.ColumnElement[bool]:
+    if conn.dialect.name == "postgresql":
+        return sa.func.to_tsvector("simple", messages.c.text).op("@@")(sa.func.plainto_tsquery("simple", q))
+    fts = sa.text("SELECT rowid FROM messages_fts WHERE messages_fts MATCH :fts_q").bindparams(fts_q=_fts_query(q))
+    return sa.literal_column("messages.rowid").in_(fts)
+
+
+async def list_messages(
+    conn: AsyncConnection,
+    user_id: str,
+    *,
+    filters: dict[str, Any],
+    q: str | None,
+    before: tuple[int, str] | None,
+    limit: int,
+    include_deleted: bool,
+    since: int | None = None,
+    until: int | None = None,
+) -> list[dict[str, Any]]:
+    """Newest first, keyset-paged on (sent_at, id)."""
+    query = messages.select().where(messages.c.user_id == user_id)
+    for column, value in filters.items():
+        query = query.where(messages.c[column] == value)
+    if not include_deleted:
+        query = query.where(messages.c.deleted_at.is_(None))
+    query = time_bounds(query, since, until)
+    if q and _fts_query(q):
+        query = query.where(text_match(conn, q))
+    if before is not None:
+        sent_at, row_id = before
+        query = query.where(
+            sa.or_(messages.c.sent_at < sent_at, sa.and_(messages.c.sent_at == sent_at, messages.c.id < row_id))
+        )
+    query = query.order_by(messages.c.sent_at.desc(), messages.c.id.desc()).limit(limit)
+    return [dict(row) for row in (await conn.execute(query)).mappings()]
+
+
+def time_bounds(query: sa.Select, since: int | None, until: int | None) -> sa.Select:
+    if since is not None:
+        query = query.where(messages.c.sent_at >= since)
+    if until is not None:
+        query = query.where(messages.c.sent_at < until)
+    return query
+
+
+async def changes_since(conn: AsyncConnection, user_id: str, seq: int, limit: int) -> list[dict[str, Any]]:
+    query = (
+        messages.select()
+        .where(messages.c.user_id == user_id, messages.c.seq > seq)
+        .order_by(messages.c.seq)
+        .limit(limit)
+    )
+    return [dict(row) for row in (await conn.execute(query)).mappings()]
+
+
+async def stats(conn: AsyncConnection, user_id: str) -> dict[str, Any]:
+    live = sa.and_(messages.c.user_id == user_id, messages.c.deleted_at.is_(None))
+    by_platform = await conn.execute(
+        sa.select(messages.c.platform, sa.func.count()).where(live).group_by(messages.c.platform)
+    )
+    by_account = await conn.execute(
+        sa.select(messages.c.account_id, sa.func.count()).where(live).group_by(messages.c.account_id)
+    )
+    bounds = (
+        await conn.execute(sa.select(sa.func.count(), sa.func.min(messages.c.sent_at), sa.func.max(messages.c.sent_at)).where(live))
+    ).one()
+    return {
+        "totalMessages": int(bounds[0]),
+        "messagesByPlatform": {platform: int(n) for platform, n in by_platform},
+        "messagesByBot": {account: int(n) for account, n in by_account},
+        "oldestMessage": bounds[1],
+        "newestMessage": bounds[2],
+    }
+
+
+async def count_for_account(conn: AsyncConnection, account_id: str) -> int:
+    return int((await conn.execute(sa.select(sa.func.count()).where(messages.c.account_id == account_id))).scalar_one())
+
+
+async def latest_native_ids(conn: AsyncConnection, account_id: str) -> dict[str, str]:
+    """chat id -> the newest native id seen (for gap recovery after a reconnect)."""
+    rows = await conn.execute(
+        sa.select(messages.c.chat_id, sa.func.max(messages.c.native_id))
+        .where(messages.c.account_id == account_id, messages.c.direction == "inbound", ~messages.c.native_id.like("pending:%"))
+        .group_by(messages.c.chat_id)
+    )
+    return {chat: native for chat, native in rows}
+
+
+def iter_chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,1 @@
+"""Background work on Redis: listener supervision, ingest, backfill, token refresh."""

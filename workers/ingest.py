@@ -1,0 +1,166 @@
+"""Ingest: read the inbound stream in batches, normalize, write once, then ack.
+
+Batches of up to 500 entries per XREADGROUP and one transaction per batch: one ARQ job per
+message would cap the pipeline near 1.5k messages/s (notes/limits.md). Entries of a consumer
+that died are reclaimed with XAUTOCLAIM after `claim_idle_ms`. An envelope its connector
+cannot read goes to the dead-letter list and is acked, so one bad payload never blocks
+the stream; a batch the database refuses is retried row by row to isolate the bad row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from connectors.base import Envelope
+from connectors.registry import UnknownPlatform, make_connector
+from loomi.hub import Hub
+from store.accounts import user_of
+from store.messages import Owned, apply_changes
+from workers import keys
+from workers.stream import decode
+
+log = logging.getLogger("loomi.ingest")
+
+
+async def ensure_group(redis: Redis) -> None:
+    try:
+        await redis.xgroup_create(keys.INBOUND_STREAM, keys.INGEST_GROUP, id="0", mkstream=True)
+    except ResponseError as err:
+        if "BUSYGROUP" not in str(err):
+            raise
+
+
+async def dead_letter(redis: Redis, raw: bytes, error: str, entry_id: str) -> None:
+    record = {"id": entry_id, "error": error[:1000], "at": int(time.time() * 1000), "envelope": orjson.loads(raw)}
+    await redis.rpush(keys.DEAD_LETTERS, orjson.dumps(record))
+
+
+class Ingestor:
+    def __init__(self, hub: Hub, consumer: str, *, batch: int = 500, block_ms: int = 1000, claim_idle_ms: int = 30_000) -> None:
+        self.hub, self.consumer = hub, consumer
+        self.batch, self.block_ms, self.claim_idle_ms = batch, block_ms, claim_idle_ms
+        self._connectors: dict[str, Any] = {}
+        self._owners: dict[str, tuple[str, str]] = {}
+        self._next_claim = 0.0
+        self.processed = 0
+
+    def connector(self, platform: str) -> Any:
+        if platform not in self._connectors:
+            self._connectors[platform] = make_connector(platform, self.hub.settings.platform(platform))
+        return self._connectors[platform]
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await ensure_group(self.hub.redis)
+        while not stop.is_set():
+            try:
+                await self.step()
+            except (OperationalError, ConnectionError, OSError) as err:
+                log.warning("ingest paused: %s", err)
+                await asyncio.sleep(1)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - never let the ingest loop die
+                log.exception("ingest step failed")
+                await asyncio.sleep(1)
+
+    async def step(self) -> int:
+        entries = await self._claim_stale() or await self._read_new()
+        if entries:
+            await self.process(entries)
+        return len(entries)
+
+    async def _read_new(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        reply = await self.hub.redis.xreadgroup(
+            keys.INGEST_GROUP, self.consumer, {keys.INBOUND_STREAM: ">"}, count=self.batch, block=self.block_ms
+        )
+        return reply[0][1] if reply else []
+
+    async def _claim_stale(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        if time.monotonic() < self._next_claim:
+            return []
+        self._next_claim = time.monotonic() + max(self.claim_idle_ms / 4000, 0.5)
+        _, claimed, *_ = await self.hub.redis.xautoclaim(
+            keys.INBOUND_STREAM, keys.INGEST_GROUP, self.consumer, self.claim_idle_ms, "0-0", count=self.batch
+        )
+        return [entry for entry in claimed if entry[1]]
+
+    async def _owners_of(self, account_ids: set[str]) -> None:
+        missing = [a for a in account_ids if a not in self._owners]
+        if missing:
+            async with self.hub.engine.connect() as conn:
+                self._owners.update(await user_of(conn, missing))
+
+    async def process(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+        redis = self.hub.redis
+        decoded: list[tuple[str, bytes, Envelope]] = []
+        done: list[str] = []
+        for entry_id, fields in entries:
+            eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+            raw = fields[b"e"]
+            try:
+                decoded.append((eid, raw, decode(raw)))
+            except Exception as err:  # noqa: BLE001
+                await dead_letter(redis, orjson.dumps({"undecodable": raw.decode(errors="replace")}), repr(err), eid)
+                done.append(eid)
+        await self._owners_of({env.account_id for _, _, env in decoded})
+        items: list[tuple[str, bytes, list[Owned]]] = []
+        lag: dict[str, int] = {}
+        now = int(time.time() * 1000)
+        for eid, raw, env in decoded:
+            owner = self._owners.get(env.account_id)
+            try:
+                if owner is None:
+                    raise LookupError(f"account {env.account_id} does not exist")
+                changes = self.connector(env.platform).normalize(env)
+            except (UnknownPlatform, LookupError, ValueError, KeyError, TypeError) as err:
+                await dead_letter(redis, raw, f"{type(err).__name__}: {err}", eid)
+                done.append(eid)
+                continue
+            user_id, platform = owner
+            raw_payload = env.payload
+            items.append((eid, raw, [Owned(user_id, env.account_id, platform, c, raw_payload) for c in changes]))
+            lag[env.account_id] = max(lag.get(env.account_id, 0), now - env.received_at)
+        await self._write(items)
+        done += [eid for eid, _, _ in items]
+        if done:
+            async with redis.pipeline(transaction=False) as pipe:
+                pipe.xack(keys.INBOUND_STREAM, keys.INGEST_GROUP, *done)
+                pipe.xdel(keys.INBOUND_STREAM, *done)
+                for account_id, ms in lag.items():
+                    pipe.hset(keys.status(account_id), mapping={"lag_ms": ms, "last_ingest_at": now})
+                users = {o.user_id for _, _, owned in items for o in owned}
+                for user_id in users:
+                    pipe.publish(keys.CHANGES_CHANNEL, user_id)
+                await pipe.execute()
+        self.processed += len(done)
+
+    async def _write(self, items: list[tuple[str, bytes, list[Owned]]]) -> None:
+        flat = [o for _, _, owned in items for o in owned]
+        if not flat:
+            return
+        try:
+            async with self.hub.engine.begin() as conn:
+                await apply_changes(conn, flat)
+            return
+        except OperationalError:
+            raise  # the database is away: keep the batch unacked, it will be retried
+        except DBAPIError:
+            log.warning("batch of %d refused; retrying one by one", len(items))
+        bad: list[int] = []
+        for index, (eid, raw, owned) in enumerate(items):
+            try:
+                async with self.hub.engine.begin() as conn:
+                    await apply_changes(conn, owned)
+            except OperationalError:
+                raise
+            except DBAPIError as err:
+                await dead_letter(self.hub.redis, raw, f"store refused: {str(err.orig)[:300]}", eid)
+                bad.append(index)

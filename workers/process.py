@@ -1,0 +1,111 @@
+"""One worker process's moving parts: ARQ (backfill, refresh jobs), the supervisor, ingest.
+
+`loomi worker` runs this alone; `loomi serve` runs one inside the API process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from typing import Any
+
+from arq import cron, func
+from arq.connections import ArqRedis
+from arq.worker import Worker
+
+from loomi.hub import Hub
+from workers.backfill import backfill_account
+from workers.ingest import Ingestor
+from workers.refresh import refresh_due
+from workers.supervisor import Supervisor
+
+log = logging.getLogger("loomi.worker")
+QUEUE = "loomi:jobs"
+
+
+async def backfill(ctx: dict[str, Any], account_id: str, mode: str = "history") -> dict[str, Any]:
+    return await backfill_account(ctx["hub"], account_id, mode)
+
+
+async def send_pending(ctx: dict[str, Any], message_id: str, attempt: int = 1) -> str:
+    from workers.outbound import deliver
+
+    row = await deliver(ctx["hub"], message_id, attempt)
+    return str(row.get("status"))
+
+
+async def refresh_tokens(ctx: dict[str, Any]) -> int:
+    return await refresh_due(ctx["hub"], ctx.get("worker_name", "worker"))
+
+
+class WorkerSettings:
+    """ARQ settings: names match `arq.worker.Worker` parameters (a test checks it)."""
+
+    functions = [
+        func(backfill, name="backfill", max_tries=5, timeout=900),
+        func(send_pending, name="send_pending", max_tries=3, timeout=120),
+    ]
+    cron_jobs = [cron(refresh_tokens, name="refresh_tokens", second={7, 37}, run_at_startup=True, unique=True)]
+    queue_name = QUEUE
+    max_jobs = 10
+    job_timeout = 900
+    keep_result = 3600
+    poll_delay = 0.5
+    handle_signals = False
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def jobs_pool(hub: Hub) -> ArqRedis:
+    """The process's ARQ pool for enqueueing, made on first use (API-only processes too)."""
+    pool = hub.extras.get("jobs")
+    if pool is None:
+        pool = hub.extras["jobs"] = ArqRedis.from_url(hub.redis_url)
+    return pool
+
+
+async def enqueue(pool: ArqRedis, function: str, *args: Any, job_id: str | None = None, defer: float | None = None) -> None:
+    await pool.enqueue_job(function, *args, _job_id=job_id, _defer_by=defer, _queue_name=QUEUE)
+
+
+class HubWorker:
+    def __init__(self, hub: Hub, *, name: str | None = None, scan_interval: float = 2.0, lease_ms: int = 10_000, heartbeat: float = 3.0) -> None:
+        self.hub = hub
+        self.name = name or worker_name()
+        self.stop_event = asyncio.Event()
+        self.pool = jobs_pool(hub)
+        self.supervisor = Supervisor(
+            hub, self.name, scan_interval=scan_interval, lease_ms=lease_ms, heartbeat=heartbeat, on_reconnect=self.recover_gaps
+        )
+        self.ingestor = Ingestor(hub, self.name)
+        settings = {k: v for k, v in vars(WorkerSettings).items() if not k.startswith("_")}
+        self.arq = Worker(**settings, redis_pool=ArqRedis.from_url(hub.redis_url), ctx={"hub": hub, "worker_name": self.name})
+        self.tasks: list[asyncio.Task[Any]] = []
+
+    async def recover_gaps(self, account_id: str) -> None:
+        window = int(time.time() // 5)  # one gap job per account per five seconds, however many reconnects
+        await enqueue(self.pool, "backfill", account_id, "gaps", job_id=f"gaps:{account_id}:{window}")
+
+    async def start(self) -> None:
+        self.hub.extras["worker"] = self
+        self.tasks = [
+            asyncio.create_task(self.supervisor.run(self.stop_event), name="supervisor"),
+            asyncio.create_task(self.ingestor.run(self.stop_event), name="ingest"),
+            asyncio.create_task(self.arq.main(), name="arq"),
+        ]
+        log.info("worker %s started", self.name)
+
+    async def stop(self) -> None:
+        self.stop_event.set()
+        try:
+            await asyncio.wait_for(self.arq.close(), 10)
+        except Exception:  # noqa: BLE001
+            log.warning("arq did not close cleanly")
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)

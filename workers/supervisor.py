@@ -1,0 +1,233 @@
+"""Listener supervision: exactly one live listener per enabled account, across every worker.
+
+Each worker scans the enabled accounts and takes a Redis lease (SET NX PX) for any account
+nobody holds; the lease value carries a fencing token from INCR, and `workers.stream.append`
+refuses writes whose token is not the current lease, so a stalled worker that lost its lease
+cannot queue anything. Leases are extended every `heartbeat` seconds; a killed worker's
+leases expire after `lease_ms` and the next scan elsewhere takes the account over.
+A failing listener restarts with exponential backoff and full jitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from connectors.base import Account, AccountState, Envelope, NeedsReauth
+from connectors.registry import CONNECTORS, make_connector
+from loomi.hub import Hub
+from store import accounts as account_store
+from workers import keys
+from workers.stream import LeaseLost, append, load_resume
+
+log = logging.getLogger("loomi.supervisor")
+
+_EXTEND = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+def backoff_delay(attempt: int, base: float = 1.0, cap: float = 60.0) -> float:
+    """Exponential backoff with full jitter (attempt 1 -> up to 1 s, then 2, 4… up to `cap`)."""
+    return random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
+
+
+async def write_status(hub: Hub, account_id: str, state: AccountState, detail: str | None, worker: str) -> None:
+    mapping = {"state": state.value, "detail": detail or "", "worker": worker, "since": int(time.time() * 1000)}
+    await hub.redis.hset(keys.status(account_id), mapping=mapping)
+    async with hub.engine.begin() as conn:
+        await account_store.set_state(conn, account_id, state, detail)
+
+
+@dataclass
+class ListenerContext:
+    """What `Connector.listen` gets: fenced emit, state reports, reconnect notice."""
+
+    hub: Hub
+    account: Account
+    resume: dict[str, Any]
+    token: str
+    worker: str
+    on_reconnect: Callable[[str], Awaitable[None]]
+    connected_at: float | None = None
+    _state: AccountState | None = field(default=None, repr=False)
+
+    async def emit(self, envelopes: list[Envelope], resume: dict[str, Any] | None = None) -> None:
+        await append(
+            self.hub.redis,
+            envelopes,
+            lease=(self.account.id, self.token),
+            resume=(self.account.id, resume) if resume is not None else None,
+        )
+        if resume is not None:
+            self.resume = resume
+        if envelopes:
+            await self.hub.redis.hset(keys.status(self.account.id), "last_event_at", int(time.time() * 1000))
+
+    async def report(self, state: AccountState, detail: str | None = None) -> None:
+        if state is AccountState.CONNECTED and self.connected_at is None:
+            self.connected_at = time.monotonic()
+        if state is not self._state:
+            self._state = state
+            await write_status(self.hub, self.account.id, state, detail, self.worker)
+
+    async def reconnected(self) -> None:
+        await self.on_reconnect(self.account.id)
+
+
+@dataclass
+class Running:
+    task: asyncio.Task[None]
+    token: str
+
+
+class Supervisor:
+    def __init__(
+        self,
+        hub: Hub,
+        worker: str,
+        *,
+        scan_interval: float = 2.0,
+        lease_ms: int = 10_000,
+        heartbeat: float = 3.0,
+        on_reconnect: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
+        self.hub, self.worker = hub, worker
+        self.scan_interval, self.lease_ms, self.heartbeat = scan_interval, lease_ms, heartbeat
+        self.on_reconnect = on_reconnect or (lambda account_id: asyncio.sleep(0))
+        self.running: dict[str, Running] = {}
+        self._connectors: dict[str, Any] = {}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        beat = asyncio.create_task(self._heartbeat_loop(stop))
+        try:
+            while not stop.is_set():
+                try:
+                    await self.scan()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # noqa: BLE001 - a failed scan is retried next round
+                    log.exception("supervisor scan failed")
+                try:
+                    await asyncio.wait_for(stop.wait(), self.scan_interval)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            beat.cancel()
+            await self.stop_all()
+
+    async def scan(self) -> None:
+        async with self.hub.engine.connect() as conn:
+            rows = await account_store.list_rows(conn, enabled_only=True)
+        wanted = {
+            row["id"]
+            for row in rows
+            if row["platform"] in CONNECTORS and row["state"] != AccountState.NEEDS_REAUTH.value
+        }
+        for account_id in list(self.running):
+            if account_id not in wanted or self.running[account_id].task.done():
+                await self._stop(account_id, release=account_id not in wanted)
+        for account_id in wanted - set(self.running):
+            token = await self._acquire(account_id)
+            if token is not None:
+                task = asyncio.create_task(self._supervise(account_id, token), name=f"listener:{account_id}")
+                self.running[account_id] = Running(task, token)
+
+    async def _acquire(self, account_id: str) -> str | None:
+        fence = await self.hub.redis.incr(keys.fence(account_id))
+        token = f"{self.worker}:{fence}"
+        if await self.hub.redis.set(keys.lease(account_id), token, nx=True, px=self.lease_ms):
+            return token
+        return None
+
+    async def _heartbeat_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await asyncio.sleep(self.heartbeat)
+            for account_id, running in list(self.running.items()):
+                try:
+                    ok = await self.hub.redis.eval(_EXTEND, 1, keys.lease(account_id), running.token, self.lease_ms)
+                except Exception:  # noqa: BLE001 - Redis away: the lease may lapse; the fence protects us
+                    log.warning("heartbeat failed for %s", account_id)
+                    continue
+                if not ok:
+                    log.warning("lease on %s lost; stopping its listener", account_id)
+                    await self._stop(account_id, release=False)
+
+    async def _stop(self, account_id: str, *, release: bool) -> None:
+        running = self.running.pop(account_id, None)
+        if running is None:
+            return
+        running.task.cancel()
+        try:
+            await running.task
+        except (asyncio.CancelledError, Exception):  # noqa: BLE001
+            pass
+        if release:
+            await self.hub.redis.eval(_RELEASE, 1, keys.lease(account_id), running.token)
+
+    async def stop_all(self) -> None:
+        for account_id in list(self.running):
+            await self._stop(account_id, release=True)
+
+    def connector(self, platform: str) -> Any:
+        if platform not in self._connectors:
+            self._connectors[platform] = make_connector(platform, self.hub.settings.platform(platform))
+        return self._connectors[platform]
+
+    async def _supervise(self, account_id: str, token: str) -> None:
+        """Run one account's listener until cancelled, restarting it with backoff."""
+        attempt = 0
+        while True:
+            async with self.hub.engine.connect() as conn:
+                row = await account_store.get_row(conn, account_id)
+            if row is None or not row["enabled"]:
+                return
+            account = account_store.to_account(row, self.hub.vault)
+            resume = await load_resume(self.hub.redis, account_id) or dict(row["resume"] or {})
+            ctx = ListenerContext(self.hub, account, resume, token, self.worker, self.on_reconnect)
+            await ctx.report(AccountState.CONNECTING)
+            try:
+                await self.connector(account.platform).listen(ctx)
+                error = "listener returned"
+            except asyncio.CancelledError:
+                await self._persist_resume(ctx)
+                raise
+            except LeaseLost:
+                log.info("%s: lease lost, another worker has it", account_id)
+                return
+            except NeedsReauth as err:
+                await self._persist_resume(ctx)
+                await ctx.report(AccountState.NEEDS_REAUTH, str(err) or "credentials rejected")
+                return
+            except Exception as err:  # noqa: BLE001 - any failure restarts with backoff
+                error = f"{type(err).__name__}: {err}"
+                log.warning("%s: listener failed: %s", account_id, error)
+            await self._persist_resume(ctx)
+            if ctx.connected_at is not None and time.monotonic() - ctx.connected_at > 60:
+                attempt = 0  # it ran fine for a while: start the backoff over
+            attempt += 1
+            delay = backoff_delay(attempt)
+            ctx._state = None
+            await ctx.report(AccountState.BACKOFF, f"{error}; retrying in {delay:.1f} s")
+            await asyncio.sleep(delay)
+
+    async def _persist_resume(self, ctx: ListenerContext) -> None:
+        """Copy the resume state into the database too, so losing Redis does not lose our place."""
+        try:
+            async with self.hub.engine.begin() as conn:
+                await account_store.save_resume(conn, ctx.account.id, ctx.resume)
+        except Exception:  # noqa: BLE001
+            log.warning("could not persist resume state of %s", ctx.account.id)
