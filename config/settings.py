@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     cookie_secure: bool = False
     log_level: str = "info"
     in_process_worker: bool = True
+    lease_ms: int = Field(default=10_000, ge=500)  # a dead worker's listeners move after this
+    heartbeat_seconds: float = Field(default=3.0, gt=0)
+    scan_seconds: float = Field(default=2.0, gt=0)
+    ingest_batch: int = Field(default=500, ge=1, le=5000)
+    ingest_claim_idle_ms: int = Field(default=30_000, ge=100)
     ai_base_url: str | None = None
     ai_api_key: SecretStr | None = None
     ai_model: str | None = None

@@ -3,7 +3,6 @@
 # (every hub test on SQLite and on PostgreSQL). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+bash scripts/install.sh test
 bash scripts/services.sh
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"

@@ -38,6 +38,7 @@ async def add_entry(
     output_tokens: int | None = None,
     delta: float | Decimal | None = None,
     balance_after: float | Decimal | None = None,
+    created_at: int | None = None,
 ) -> dict[str, Any]:
     if source not in SOURCES:
         raise ValueError(f"unknown ledger source {source!r}")
@@ -51,7 +52,7 @@ async def add_entry(
         "output_tokens": output_tokens,
         "delta": money(delta),
         "balance_after": money(balance_after),
-        "created_at": now_ms(),
+        "created_at": created_at if created_at is not None else now_ms(),
     }
     await conn.execute(ledger.insert().values(**row))
     return row

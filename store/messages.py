@@ -13,6 +13,7 @@ from typing import Any, Iterable
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from connectors.base import Change, ChangeKind, Message
@@ -141,7 +142,7 @@ async def _apply_edit(conn: AsyncConnection, row: dict[str, Any]) -> int:
         },
         where=sa.and_(
             messages.c.deleted_at.is_(None),
-            sa.or_(messages.c.edited_at.is_(None), messages.c.edited_at < excluded.edited_at),
+            sa.or_(messages.c.edited_at.is_(None), messages.c.edited_at <= excluded.edited_at),  # same-second edits: arrival order wins
             messages.c.text != excluded.text,
         ),
     )
@@ -214,29 +215,41 @@ async def insert_outbound(
 async def mark_sent(
     conn: AsyncConnection, row: dict[str, Any], native_id: str, sent_at: int, raw: dict[str, Any], thread_id: str | None
 ) -> None:
-    """Record the platform id. If the echo was ingested first, fold it into our row."""
-    await conn.execute(
-        messages.delete().where(
-            messages.c.account_id == row["account_id"],
-            messages.c.chat_id == row["chat_id"],
-            messages.c.native_id == native_id,
-            messages.c.id != row["id"],
-        )
-    )
-    await conn.execute(
-        messages.update()
-        .where(messages.c.id == row["id"])
-        .values(
-            native_id=native_id,
-            status="sent",
-            sent_at=sent_at,
-            raw=raw,
-            thread_id=thread_id or row.get("thread_id"),
-            error=None,
-            seq=await reserve_seq(conn, row["user_id"], 1),
-            updated_at=now_ms(),
-        )
-    )
+    """Record the platform id. If the echo was ingested first, fold it into our row.
+
+    The echo can commit between our delete and our update (ingest runs concurrently), so the
+    pair runs in a savepoint and is retried on the unique-key conflict that race causes.
+    """
+    seq = await reserve_seq(conn, row["user_id"], 1)
+    for attempt in range(5):
+        try:
+            async with conn.begin_nested():
+                await conn.execute(
+                    messages.delete().where(
+                        messages.c.account_id == row["account_id"],
+                        messages.c.chat_id == row["chat_id"],
+                        messages.c.native_id == native_id,
+                        messages.c.id != row["id"],
+                    )
+                )
+                await conn.execute(
+                    messages.update()
+                    .where(messages.c.id == row["id"])
+                    .values(
+                        native_id=native_id,
+                        status="sent",
+                        sent_at=sent_at,
+                        raw=raw,
+                        thread_id=thread_id or row.get("thread_id"),
+                        error=None,
+                        seq=seq,
+                        updated_at=now_ms(),
+                    )
+                )
+            return
+        except IntegrityError:
+            if attempt == 4:
+                raise
 
 
 async def mark_failed(conn: AsyncConnection, row: dict[str, Any], error: str, *, final: bool) -> None:

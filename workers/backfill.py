@@ -25,10 +25,15 @@ log = logging.getLogger("loomi.backfill")
 MAX_PAGES_PER_CHAT = 50
 
 
-async def backfill_account(hub: Hub, account_id: str, mode: str = "history") -> dict[str, Any]:
+async def backfill_account(
+    hub: Hub, account_id: str, mode: str = "history", newest: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """`newest` (gaps mode): chat -> newest native id stored when the connection came back."""
     async with hub.engine.connect() as conn:
         account = await account_store.load_account(conn, hub.vault, account_id)
-        newest = await latest_native_ids(conn, account_id) if mode == "gaps" else {}
+        if mode == "gaps" and newest is None:
+            newest = await latest_native_ids(conn, account_id)
+    newest = newest or {}
     if account is None:
         return {"queued": 0, "skipped": "no such account"}
     connector = make_connector(account.platform, hub.settings.platform(account.platform))

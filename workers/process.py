@@ -20,14 +20,15 @@ from loomi.hub import Hub
 from workers.backfill import backfill_account
 from workers.ingest import Ingestor
 from workers.refresh import refresh_due
+from store.messages import latest_native_ids
 from workers.supervisor import Supervisor
 
 log = logging.getLogger("loomi.worker")
 QUEUE = "loomi:jobs"
 
 
-async def backfill(ctx: dict[str, Any], account_id: str, mode: str = "history") -> dict[str, Any]:
-    return await backfill_account(ctx["hub"], account_id, mode)
+async def backfill(ctx: dict[str, Any], account_id: str, mode: str = "history", newest: dict[str, str] | None = None) -> dict[str, Any]:
+    return await backfill_account(ctx["hub"], account_id, mode, newest)
 
 
 async def send_pending(ctx: dict[str, Any], message_id: str, attempt: int = 1) -> str:
@@ -74,22 +75,27 @@ async def enqueue(pool: ArqRedis, function: str, *args: Any, job_id: str | None 
 
 
 class HubWorker:
-    def __init__(self, hub: Hub, *, name: str | None = None, scan_interval: float = 2.0, lease_ms: int = 10_000, heartbeat: float = 3.0) -> None:
+    def __init__(self, hub: Hub, *, name: str | None = None) -> None:
+        s = hub.settings
         self.hub = hub
         self.name = name or worker_name()
         self.stop_event = asyncio.Event()
         self.pool = jobs_pool(hub)
         self.supervisor = Supervisor(
-            hub, self.name, scan_interval=scan_interval, lease_ms=lease_ms, heartbeat=heartbeat, on_reconnect=self.recover_gaps
+            hub, self.name, scan_interval=s.scan_seconds, lease_ms=s.lease_ms, heartbeat=s.heartbeat_seconds, on_reconnect=self.recover_gaps
         )
-        self.ingestor = Ingestor(hub, self.name)
+        self.ingestor = Ingestor(hub, self.name, batch=s.ingest_batch, claim_idle_ms=s.ingest_claim_idle_ms)
         settings = {k: v for k, v in vars(WorkerSettings).items() if not k.startswith("_")}
         self.arq = Worker(**settings, redis_pool=ArqRedis.from_url(hub.redis_url), ctx={"hub": hub, "worker_name": self.name})
         self.tasks: list[asyncio.Task[Any]] = []
 
     async def recover_gaps(self, account_id: str) -> None:
-        window = int(time.time() // 5)  # one gap job per account per five seconds, however many reconnects
-        await enqueue(self.pool, "backfill", account_id, "gaps", job_id=f"gaps:{account_id}:{window}")
+        """Snapshot the newest stored message per chat now, before the new connection's events
+        land, and fetch everything after it: what the platform sent while we were away."""
+        async with self.hub.engine.connect() as conn:
+            newest = await latest_native_ids(conn, account_id)
+        window = int(time.time() // 2)  # at most one gap job per account per two seconds
+        await enqueue(self.pool, "backfill", account_id, "gaps", newest, job_id=f"gaps:{account_id}:{window}")
 
     async def start(self) -> None:
         self.hub.extras["worker"] = self

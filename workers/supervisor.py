@@ -92,6 +92,12 @@ class ListenerContext:
 class Running:
     task: asyncio.Task[None]
     token: str
+    version: str  # credentials + settings it started with: a reconnect restarts the listener
+
+
+def _version(row: dict[str, Any]) -> str:
+    # the ciphertext has a fresh nonce on every write, so any credentials update changes it
+    return f"{row['credentials']}|{sorted((row['settings'] or {}).items())!r}"
 
 
 class Supervisor:
@@ -133,18 +139,21 @@ class Supervisor:
         async with self.hub.engine.connect() as conn:
             rows = await account_store.list_rows(conn, enabled_only=True)
         wanted = {
-            row["id"]
+            row["id"]: _version(row)
             for row in rows
             if row["platform"] in CONNECTORS and row["state"] != AccountState.NEEDS_REAUTH.value
         }
-        for account_id in list(self.running):
-            if account_id not in wanted or self.running[account_id].task.done():
-                await self._stop(account_id, release=account_id not in wanted)
-        for account_id in wanted - set(self.running):
+        for account_id, running in list(self.running.items()):
+            if account_id not in wanted or running.task.done():
+                await self._stop(account_id, release=True)
+            elif wanted[account_id] != running.version:
+                log.info("%s: credentials or settings changed; restarting its listener", account_id)
+                await self._stop(account_id, release=True)
+        for account_id in set(wanted) - set(self.running):
             token = await self._acquire(account_id)
             if token is not None:
                 task = asyncio.create_task(self._supervise(account_id, token), name=f"listener:{account_id}")
-                self.running[account_id] = Running(task, token)
+                self.running[account_id] = Running(task, token, wanted[account_id])
 
     async def _acquire(self, account_id: str) -> str | None:
         fence = await self.hub.redis.incr(keys.fence(account_id))

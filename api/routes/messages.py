@@ -82,6 +82,13 @@ def message_json(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def platform_payload(raw: Any) -> Any:
+    """The payload as the platform sent it: connectors may annotate with `_loomi` keys."""
+    if isinstance(raw, dict):
+        return {k: v for k, v in raw.items() if not k.startswith("_loomi")}
+    return raw
+
+
 def _encode_cursor(*parts: Any) -> str:
     return base64.urlsafe_b64encode(":".join(str(p) for p in parts).encode()).decode().rstrip("=")
 
@@ -279,7 +286,7 @@ async def raw(request: Request, user: Principal, query: RawQuery):
             row = await message_store.get_message(conn, user.id, query.id)
             if row is None:
                 raise not_found("No such message", "message_not_found")
-            return {"id": row["id"], "platform": row["platform"], "accountId": row["account_id"], "raw": row["raw"]}
+            return {"id": row["id"], "platform": row["platform"], "accountId": row["account_id"], "raw": platform_payload(row["raw"])}
         filters = {k: v for k, v in (("account_id", query.account_id), ("platform", query.platform)) if v}
         rows = await message_store.list_messages(
             conn, user.id, filters=filters, q=None, before=None, limit=query.limit, include_deleted=True
@@ -287,7 +294,7 @@ async def raw(request: Request, user: Principal, query: RawQuery):
     return {
         "success": True,
         "messages": [
-            {"id": r["id"], "messageId": r["native_id"], "platform": r["platform"], "botId": r["account_id"], "raw": r["raw"]}
+            {"id": r["id"], "messageId": r["native_id"], "platform": r["platform"], "botId": r["account_id"], "raw": platform_payload(r["raw"])}
             for r in rows
         ],
     }
