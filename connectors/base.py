@@ -180,8 +180,8 @@ class Backfiller(Protocol):
     async def list_chats(self, account: Account) -> list[str]: ...
 
     async def backfill(self, account: Account, chat_id: str, cursor: str | None, oldest: str | None) -> Page:
-        """One page of history, newest first or oldest first as the platform gives it;
-        `oldest` bounds it for gap recovery (exclusive)."""
+        """One page of history, newest first or oldest first as the platform gives it.
+        `oldest` (gap recovery) is epoch milliseconds as a decimal string, exclusive."""
 
 
 @runtime_checkable

@@ -7,6 +7,8 @@ import asyncio
 import sys
 from typing import Sequence
 
+import orjson
+
 from config.settings import Settings, SettingsError, load_settings
 
 
@@ -19,6 +21,13 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("worker", help="run listener supervision and ingest workers only (scale-out)")
     sub.add_parser("migrate", help="apply database migrations")
     sub.add_parser("login", help="make sure the local owner exists and write its token file")
+    dlq = sub.add_parser("dlq", help="events ingest could not read: list them, replay them")
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
+    listing = dlq_sub.add_parser("list", help="show dead-lettered events, oldest first")
+    listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument("--full", action="store_true", help="print whole payloads")
+    again = dlq_sub.add_parser("replay", help="queue dead-lettered events for ingest again")
+    again.add_argument("--limit", type=int, default=1000, help="at most this many, oldest first")
     return parser
 
 
@@ -37,6 +46,27 @@ async def _login(settings: Settings) -> None:
 
         await ensure_token_file(hub)
         print(f"token written to {token_path(hub)}")
+
+
+async def _dlq(settings: Settings, args: argparse.Namespace) -> None:
+    from loomi.runtime import open_local_hub
+    from workers import dlq
+
+    async with open_local_hub(settings) as hub:
+        if args.dlq_command == "replay":
+            moved = await dlq.replay(hub.redis, args.limit)
+            print(f"replayed {moved} event(s); {await dlq.size(hub.redis)} left")
+            return
+        items = await dlq.entries(hub.redis, 0, args.limit)
+        print(f"{await dlq.size(hub.redis)} dead-lettered event(s)")
+        for item in items:
+            envelope = item.get("envelope", {})
+            payload = orjson.dumps(envelope.get("payload")).decode()
+            if not args.full and len(payload) > 120:
+                payload = payload[:117] + "..."
+            print(f"{item['id']}  {envelope.get('p', '?')}/{envelope.get('a', '?')} delivery {envelope.get('d', '?')}")
+            print(f"    error: {item['error']}")
+            print(f"    payload: {payload}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(_migrate(settings))
     elif args.command == "login":
         asyncio.run(_login(settings))
+    elif args.command == "dlq":
+        asyncio.run(_dlq(settings, args))
     return 0
 
 

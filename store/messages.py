@@ -360,14 +360,14 @@ async def count_for_account(conn: AsyncConnection, account_id: str) -> int:
     return int((await conn.execute(sa.select(sa.func.count()).where(messages.c.account_id == account_id))).scalar_one())
 
 
-async def latest_native_ids(conn: AsyncConnection, account_id: str) -> dict[str, str]:
-    """chat id -> the newest native id seen (for gap recovery after a reconnect)."""
+async def latest_sent_at(conn: AsyncConnection, account_id: str) -> dict[str, int]:
+    """chat id -> when its newest received message was sent (ms), for gap recovery."""
     rows = await conn.execute(
-        sa.select(messages.c.chat_id, sa.func.max(messages.c.native_id))
-        .where(messages.c.account_id == account_id, messages.c.direction == "inbound", ~messages.c.native_id.like("pending:%"))
+        sa.select(messages.c.chat_id, sa.func.max(messages.c.sent_at))
+        .where(messages.c.account_id == account_id, messages.c.direction == "inbound")
         .group_by(messages.c.chat_id)
     )
-    return {chat: native for chat, native in rows}
+    return {chat: int(sent) for chat, sent in rows}
 
 
 def iter_chunks(items: list[Any], size: int) -> Iterable[list[Any]]:

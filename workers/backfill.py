@@ -16,7 +16,7 @@ from connectors.base import Backfiller
 from connectors.registry import make_connector
 from loomi.hub import Hub
 from store import accounts as account_store
-from store.messages import latest_native_ids
+from store.messages import latest_sent_at
 from workers import keys
 from workers.stream import append
 
@@ -28,11 +28,12 @@ MAX_PAGES_PER_CHAT = 50
 async def backfill_account(
     hub: Hub, account_id: str, mode: str = "history", newest: dict[str, str] | None = None
 ) -> dict[str, Any]:
-    """`newest` (gaps mode): chat -> newest native id stored when the connection came back."""
+    """`newest` (gaps mode): chat -> epoch ms to fetch after (exclusive), taken when the
+    connection came back."""
     async with hub.engine.connect() as conn:
         account = await account_store.load_account(conn, hub.vault, account_id)
         if mode == "gaps" and newest is None:
-            newest = await latest_native_ids(conn, account_id)
+            newest = {chat: str(ms) for chat, ms in (await latest_sent_at(conn, account_id)).items()}
     newest = newest or {}
     if account is None:
         return {"queued": 0, "skipped": "no such account"}

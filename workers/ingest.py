@@ -39,7 +39,19 @@ async def ensure_group(redis: Redis) -> None:
 
 
 async def dead_letter(redis: Redis, raw: bytes, error: str, entry_id: str) -> None:
-    record = {"id": entry_id, "error": error[:1000], "at": int(time.time() * 1000), "envelope": orjson.loads(raw)}
+    """Keep the stream entry byte for byte (`raw`, replayed as is) and why it failed."""
+    try:
+        envelope, readable = orjson.loads(raw), True
+    except orjson.JSONDecodeError:
+        envelope, readable = {}, False
+    record = {
+        "id": entry_id,
+        "error": error[:1000],
+        "at": int(time.time() * 1000),
+        "raw": raw.decode(errors="replace"),
+        "replayable": readable,
+        "envelope": envelope,
+    }
     await redis.rpush(keys.DEAD_LETTERS, orjson.dumps(record))
 
 
@@ -108,7 +120,7 @@ class Ingestor:
             try:
                 decoded.append((eid, raw, decode(raw)))
             except Exception as err:  # noqa: BLE001
-                await dead_letter(redis, orjson.dumps({"undecodable": raw.decode(errors="replace")}), repr(err), eid)
+                await dead_letter(redis, raw, f"undecodable: {err!r}", eid)
                 done.append(eid)
         await self._owners_of({env.account_id for _, _, env in decoded})
         items: list[tuple[str, bytes, list[Owned]]] = []

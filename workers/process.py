@@ -9,7 +9,6 @@ import asyncio
 import logging
 import os
 import socket
-import time
 from typing import Any
 
 from arq import cron, func
@@ -20,11 +19,12 @@ from loomi.hub import Hub
 from workers.backfill import backfill_account
 from workers.ingest import Ingestor
 from workers.refresh import refresh_due
-from store.messages import latest_native_ids
+from store.messages import latest_sent_at
 from workers.supervisor import Supervisor
 
 log = logging.getLogger("loomi.worker")
 QUEUE = "loomi:jobs"
+GAP_OVERLAP_MS = 120_000
 
 
 async def backfill(ctx: dict[str, Any], account_id: str, mode: str = "history", newest: dict[str, str] | None = None) -> dict[str, Any]:
@@ -46,7 +46,7 @@ class WorkerSettings:
     """ARQ settings: names match `arq.worker.Worker` parameters (a test checks it)."""
 
     functions = [
-        func(backfill, name="backfill", max_tries=5, timeout=900),
+        func(backfill, name="backfill", max_tries=5, timeout=900, keep_result=60),
         func(send_pending, name="send_pending", max_tries=3, timeout=120),
     ]
     cron_jobs = [cron(refresh_tokens, name="refresh_tokens", second={7, 37}, run_at_startup=True, unique=True)]
@@ -90,12 +90,14 @@ class HubWorker:
         self.tasks: list[asyncio.Task[Any]] = []
 
     async def recover_gaps(self, account_id: str) -> None:
-        """Snapshot the newest stored message per chat now, before the new connection's events
-        land, and fetch everything after it: what the platform sent while we were away."""
+        """Fetch what the platform sent while we were away: per chat, everything after the
+        newest stored message, less an overlap window (events of the old connection may still
+        be in flight, and the store's uniqueness makes the overlap free)."""
         async with self.hub.engine.connect() as conn:
-            newest = await latest_native_ids(conn, account_id)
-        window = int(time.time() // 2)  # at most one gap job per account per two seconds
-        await enqueue(self.pool, "backfill", account_id, "gaps", newest, job_id=f"gaps:{account_id}:{window}")
+            newest = {chat: str(ms - GAP_OVERLAP_MS) for chat, ms in (await latest_sent_at(conn, account_id)).items()}
+        # one job per reconnect, not deduplicated: a job already running may have read the
+        # platform before this gap began
+        await enqueue(self.pool, "backfill", account_id, "gaps", newest)
 
     async def start(self) -> None:
         self.hub.extras["worker"] = self
