@@ -51,7 +51,7 @@ async def test_edits_keep_first_text_and_older_edits_lose(hub) -> None:
     async with hub.engine.begin() as conn:
         await apply_changes(conn, [_own(user_id, account_id, Change(ChangeKind.UPSERT, "C1", "1", _msg("1", "first")))])
         await apply_changes(conn, [_own(user_id, account_id, Change(ChangeKind.EDIT, "C1", "1", _msg("1", "second"), at=2000))])
-        await apply_changes(conn, [_own(user_id, account_id, Change(ChangeKind.EDIT, "C1", "1", _msg("1", "stale"), at=1000))])
+        await apply_changes(conn, [_own(user_id, account_id, Change(ChangeKind.EDIT, "C1", "1", _msg("1", "stale"), at=1999))])
         # an edit for a message never seen creates it
         await apply_changes(conn, [_own(user_id, account_id, Change(ChangeKind.EDIT, "C1", "2", _msg("2", "edited only"), at=5))])
     rows = await _rows(hub, account_id)
