@@ -1,0 +1,1 @@
+"""Google: only signing in to the hub (`login.py`) with OpenID Connect userinfo."""
