@@ -4,10 +4,11 @@ Usage::
 
     .venv/bin/python bench/ai_embeddings.py [--n 256] [--tokens 64] [--batch-size 32]
 
-Prints sentences/s for LocalEmbedder batched, for the same numpy path one sentence at a
-time (baseline measured in the same run), and a ratio line. If sentence-transformers and
-torch happen to be importable (they are not project dependencies) it also measures them
-on the same sentences and prints the max cosine distance between the two.
+Prints sentences/s for LocalEmbedder as get_embedder() builds it (onnxruntime backend when
+installed), batched and one sentence at a time, the same for the pure-numpy backend as the
+baseline measured in the same run, and ratio lines. If sentence-transformers and torch
+happen to be importable (they are not project dependencies) it also measures them on the
+same sentences and prints the max cosine distance to them.
 Each figure is the best of --repeat runs (the machine is shared and noisy).
 """
 
@@ -75,29 +76,42 @@ def blas_info() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=256, help="sentences per batched run")
-    ap.add_argument("--n-single", type=int, default=64, help="sentences for the one-at-a-time baseline")
+    ap.add_argument("--n-single", type=int, default=64, help="sentences for the one-at-a-time runs")
     ap.add_argument("--tokens", type=int, default=64, help="word pieces per sentence")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-torch", action="store_true", help="skip the sentence-transformers baseline")
     args = ap.parse_args()
 
+    print(f"python {sys.version.split()[0]}, numpy {np.__version__}, cores {os.cpu_count()}")
+    print(f"BLAS: {blas_info()}; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '')!r}")
+
     t0 = time.perf_counter()
-    emb = LocalEmbedder(batch_size=args.batch_size)
+    emb = LocalEmbedder(batch_size=args.batch_size)  # what get_embedder() builds
     load_s = time.perf_counter() - t0
     texts = make_sentences(emb.tokenizer, args.n, args.tokens)
-    print(f"python {sys.version.split()[0]}, numpy {np.__version__}, cores {os.cpu_count()}")
-    print(f"BLAS: {blas_info()}")
-    print(f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '')!r}")
-    print(f"model {emb.model} dim {emb.dimensions}, load {load_s:.2f}s, {args.n} sentences x {args.tokens} tokens")
-
-    emb.embed(texts[: args.batch_size])  # warm-up
-    batched = best_rate(lambda: emb.embed(texts), args.n, args.repeat)
     single_texts = texts[: args.n_single]
-    single = best_rate(lambda: [emb.embed([t]) for t in single_texts], len(single_texts), args.repeat)
-    print(f"LocalEmbedder numpy batched (batch {args.batch_size}): {batched:8.1f} sentences/s")
-    print(f"baseline numpy one at a time (batch 1):  {single:8.1f} sentences/s")
-    print(f"ratio batched / one-at-a-time: {batched / single:.2f}x")
+    print(f"model {emb.model} dim {emb.dimensions}; {args.n} sentences x {args.tokens} tokens; best of {args.repeat}")
+
+    def measure(e: LocalEmbedder) -> tuple[float, float]:
+        e.embed(texts[: args.batch_size])  # warm-up
+        batched = best_rate(lambda: e.embed(texts), len(texts), args.repeat)
+        single = best_rate(lambda: [e.embed([t]) for t in single_texts], len(single_texts), args.repeat)
+        return batched, single
+
+    rates: dict[str, float] = {}
+    embedders = {emb.backend: (emb, load_s)}
+    if emb.backend != "numpy":
+        t0 = time.perf_counter()
+        embedders["numpy"] = (LocalEmbedder(backend="numpy", batch_size=args.batch_size), time.perf_counter() - t0)
+    for name, (e, load) in embedders.items():
+        batched, single = measure(e)
+        rates[name] = batched
+        tag = " (default)" if e is emb else ""
+        print(f"LocalEmbedder[{name}]{tag}: load {load:.2f}s, batched (batch {args.batch_size}) "
+              f"{batched:7.1f} sentences/s, one at a time {single:7.1f} sentences/s, ratio {batched / single:.2f}x")
+    if "numpy" in rates and emb.backend != "numpy":
+        print(f"ratio LocalEmbedder[{emb.backend}] / LocalEmbedder[numpy] batched: {rates[emb.backend] / rates['numpy']:.2f}x")
 
     if args.no_torch:
         return
@@ -105,21 +119,22 @@ def main() -> None:
         import torch
         from sentence_transformers import SentenceTransformer
     except ImportError:
-        print("sentence-transformers/torch not importable: torch baseline skipped")
+        print("sentence-transformers/torch not importable (not a project dependency): torch baseline skipped")
         return
     st = SentenceTransformer(str(emb.model_dir), device="cpu")
     st.encode(texts[: args.batch_size], batch_size=args.batch_size)
     with torch.inference_mode():
         tr = best_rate(
             lambda: st.encode(texts, batch_size=args.batch_size, normalize_embeddings=True),
-            args.n,
+            len(texts),
             args.repeat,
         )
     ref = st.encode(texts, batch_size=args.batch_size, normalize_embeddings=True)
-    ours = emb.embed(texts)
-    worst = float(1.0 - (ref * ours).sum(axis=1).min())
-    print(f"torch {torch.__version__} sentence-transformers (batch {args.batch_size}, threads {torch.get_num_threads()}): {tr:8.1f} sentences/s")
-    print(f"ratio LocalEmbedder / torch: {batched / tr:.2f}x; max cosine distance vs torch: {worst:.2e}")
+    print(f"torch {torch.__version__} sentence-transformers (batch {args.batch_size}, "
+          f"{torch.get_num_threads()} threads): {tr:7.1f} sentences/s")
+    for name, (e, _) in embedders.items():
+        worst = float(1.0 - (ref * e.embed(texts)).sum(axis=1).min())
+        print(f"ratio LocalEmbedder[{name}] / torch: {rates[name] / tr:.2f}x; max cosine distance vs torch {worst:.1e}")
 
 
 if __name__ == "__main__":

@@ -27,8 +27,7 @@ def money(value: float | Decimal | None) -> Decimal | None:
     return quantized if quantized != 0 else Decimal("0.000000")
 
 
-async def add_entry(
-    conn: AsyncConnection,
+def entry(
     user_id: str,
     *,
     source: str,
@@ -40,6 +39,7 @@ async def add_entry(
     balance_after: float | Decimal | None = None,
     created_at: int | None = None,
 ) -> dict[str, Any]:
+    """A ledger row, validated: an unknown source is a bug, not data."""
     if source not in SOURCES:
         raise ValueError(f"unknown ledger source {source!r}")
     row = {
@@ -54,8 +54,20 @@ async def add_entry(
         "balance_after": money(balance_after),
         "created_at": created_at if created_at is not None else now_ms(),
     }
+    return row
+
+
+async def add_entry(conn: AsyncConnection, user_id: str, **fields: Any) -> dict[str, Any]:
+    """Insert one entry (see `entry` for the fields); returns the row written."""
+    row = entry(user_id, **fields)
     await conn.execute(ledger.insert().values(**row))
     return row
+
+
+async def add_entries(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Insert rows made by `entry` in one statement: how usage is written, batched."""
+    if rows:
+        await conn.execute(ledger.insert(), rows)
 
 
 async def list_entries(

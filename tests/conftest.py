@@ -88,7 +88,7 @@ async def hub(backend: str, database_url: str, tmp_path_factory: pytest.TempPath
 
 class RunningServer:
     def __init__(self, app: Any) -> None:
-        self.sock = socket.socket()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY, see loomi.runtime.bind
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"

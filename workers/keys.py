@@ -4,6 +4,7 @@ INBOUND_STREAM = "loomi:inbound"
 INGEST_GROUP = "ingest"
 DEAD_LETTERS = "loomi:dlq"
 CHANGES_CHANNEL = "loomi:changes"  # pub/sub: user ids whose messages changed
+INDEXER_LOCK = "loomi:indexer-lock"  # one embedding indexer at a time across workers
 
 
 def lease(account_id: str) -> str:

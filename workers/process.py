@@ -16,6 +16,7 @@ from arq.connections import ArqRedis
 from arq.worker import Worker
 
 from loomi.hub import Hub
+from workers import keys
 from workers.backfill import backfill_account
 from workers.ingest import Ingestor
 from workers.refresh import refresh_due
@@ -99,12 +100,36 @@ class HubWorker:
         # platform before this gap began
         await enqueue(self.pool, "backfill", account_id, "gaps", newest)
 
+    async def index_messages(self) -> None:
+        """Embed new messages for grounding; one indexer at a time across workers, idle back-off."""
+        from ai.indexer import index_pending
+
+        idle = 0.5
+        while not self.stop_event.is_set():
+            embedded = 0
+            try:
+                if await self.hub.redis.set(keys.INDEXER_LOCK, self.name, nx=True, ex=120):
+                    try:
+                        embedded = await index_pending(self.hub)
+                    finally:
+                        await self.hub.redis.delete(keys.INDEXER_LOCK)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - indexing is best effort; ingest must not suffer
+                log.exception("indexing failed")
+            idle = 0.5 if embedded else min(idle * 2, 30.0)
+            try:
+                await asyncio.wait_for(self.stop_event.wait(), 0 if embedded else idle)
+            except asyncio.TimeoutError:
+                pass
+
     async def start(self) -> None:
         self.hub.extras["worker"] = self
         self.tasks = [
             asyncio.create_task(self.supervisor.run(self.stop_event), name="supervisor"),
             asyncio.create_task(self.ingestor.run(self.stop_event), name="ingest"),
             asyncio.create_task(self.arq.main(), name="arq"),
+            asyncio.create_task(self.index_messages(), name="indexer"),
         ]
         log.info("worker %s started", self.name)
 

@@ -8,7 +8,7 @@ OpenAI's shape (`ai.wire`); policy (routing, fallback, metering) lives in `ai.ga
 from __future__ import annotations
 
 import base64
-import time
+import contextlib
 from typing import Any, AsyncIterator, Literal
 
 import numpy as np
@@ -16,7 +16,7 @@ import orjson
 from pydantic import ConfigDict, Field, field_validator
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from ai import grounding, uploads, wire
 from ai.gateway import ChatStream, gateway_of
@@ -107,7 +107,7 @@ class SpeechBody(Body):
     model: str | None = Field(default=None, max_length=200)
     input: str = Field(min_length=1, max_length=4096)
     voice: str | None = Field(default=None, max_length=100)
-    response_format: str = Field(default="mp3", max_length=10)
+    response_format: str | None = Field(default=None, max_length=10)  # None: mp3 upstream, wav offline
     speed: float = Field(default=1.0, ge=0.25, le=4.0)
 
 
@@ -124,28 +124,31 @@ async def _sse(stream: ChatStream, include_usage: bool, first_extra: dict[str, A
     """Upstream chunks re-emitted as they come; usage only if asked; errors as an event."""
     extra = first_extra
     try:
-        async for chunk in stream:
-            if not chunk.choices:
-                if chunk.usage is not None and include_usage:
-                    yield wire.sse(chunk.openai(with_usage=True))
-                continue
-            data = chunk.openai(with_usage=include_usage)
-            if extra:
-                data.update(extra)
-                extra = None
-            yield wire.sse(data)
+        async with contextlib.aclosing(stream.__aiter__()) as chunks:  # closed (and metered) even if we are
+            async for chunk in chunks:
+                if not chunk.choices:
+                    if chunk.usage is not None and include_usage:
+                        yield wire.sse(chunk.openai(with_usage=True))
+                    continue
+                data = chunk.openai(with_usage=include_usage)
+                if extra:
+                    data.update(extra)
+                    extra = None
+                yield wire.sse(data)
     except AIError as err:
         yield wire.sse_error(err)
         return
+    if extra:  # the stream had no content chunk to carry them
+        yield wire.sse({"object": "chat.completion.chunk", "choices": [], **extra})
     yield wire.DONE
 
 
 async def _complete(request: Request, user: Principal, chat: ChatRequest, what: str, extra: dict[str, Any] | None = None) -> Response:
     gateway = gateway_of(hub_of(request))
     if chat.stream:
-        stream = await gateway.open_chat_stream(user.id, chat, what)
+        stream = await wire.unless_disconnected(request, gateway.open_chat_stream(user.id, chat, what))
         return wire.event_stream(_sse(stream, chat.include_usage, extra))
-    result = await gateway.chat(user.id, chat, what)
+    result = await wire.unless_disconnected(request, gateway.chat(user.id, chat, what))
     return json({**result.openai(), **(extra or {})})
 
 
@@ -295,5 +298,6 @@ routes = [
     Route("/api/ai/v1/images/generations", images, methods=["POST"]),
     Route("/api/ai/v1/audio/speech", speech, methods=["POST"]),
     Route("/api/ai/v1/audio/transcriptions", transcriptions, methods=["POST"]),
-    Route("/api/ai/v1/{path:path}", unknown, methods=["GET", "POST", "PUT", "DELETE"], include_in_schema=False),
+    # Anything else under /v1 answers in OpenAI's shape too (a Mount: kept out of /openapi.json).
+    Mount("/api/ai/v1", routes=[Route("/{path:path}", unknown, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])]),
 ]

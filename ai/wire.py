@@ -1,0 +1,131 @@
+"""OpenAI's wire details the SDKs depend on: its error shape and server-sent events.
+
+The official clients pick their exception class from the status and read
+`{"error": {"message", "type", "code"}}`; a top-level `"type": "error"` makes the same body
+acceptable to the Anthropic client. `openai_errors` converts our errors to that shape on the
+`/v1/*` routes only: the rest of the API keeps the seed's `{error, code?, cause?}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from ai.types import AIError
+from api.errors import ApiError
+
+log = logging.getLogger("loomi.ai")
+T = TypeVar("T")
+
+DONE = b"data: [DONE]\n\n"
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+}
+
+
+def error_type(status: int) -> str:
+    return _TYPES.get(status, "api_error")
+
+
+def error_body(status: int, message: str, code: str | None, param: str | None = None) -> dict[str, Any]:
+    return {"type": "error", "error": {"message": message, "type": error_type(status), "code": code, "param": param}}
+
+
+def error_response(status: int, message: str, code: str | None, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(error_body(status, message, code)), status, headers=headers, media_type="application/json")
+
+
+def sse(data: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+def sse_error(err: AIError) -> bytes:
+    """A mid-stream failure: the SDKs raise APIError when they read it."""
+    return sse(error_body(err.status, err.message, err.code))
+
+
+def event_stream(body: AsyncIterator[bytes]) -> StreamingResponse:
+    return StreamingResponse(body, media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+class ClientGone(Exception):
+    """The caller hung up while we waited on the upstream."""
+
+
+async def _disconnected(request: Request) -> None:
+    # The body has been read, so the next ASGI message can only be the disconnect.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Await `work`, cancelling it (and so its upstream request) if the client goes away first.
+
+    Streams are covered once they start (Starlette cancels them on disconnect); this covers
+    the wait before the first byte, which is most of the time a slow model spends.
+    """
+    task = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        if not task.done():
+            task.cancel()
+    if task.cancelled():
+        raise ClientGone()
+    return task.result()
+
+
+def as_api_error(err: AIError) -> ApiError:
+    return ApiError(err.status, err.message, err.code)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def openai_errors(handler: Handler) -> Handler:
+    """Render ApiError / AIError (auth, validation, upstream) in OpenAI's error shape."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except ApiError as err:
+            message = err.error if not err.cause else f"{err.error}: {err.cause}"
+            code = "invalid_api_key" if err.status == 401 else err.code
+            return error_response(err.status, message, code, err.headers)
+        except AIError as err:
+            return error_response(err.status, err.message, err.code)
+        except ClientGone:
+            return Response(status_code=499)  # nobody is listening; the status is for the logs
+
+    return wrapped
+
+
+def api_errors(handler: Handler) -> Handler:
+    """AIError as the seed's `{error, code}` for the non-OpenAI routes (`/api/ai/chat`)."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except AIError as err:
+            raise as_api_error(err) from None
+        except ClientGone:
+            return Response(status_code=499)
+
+    return wrapped

@@ -1,0 +1,1 @@
+"""Tests of the offline AI building blocks (ai.local)."""
