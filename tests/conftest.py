@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import socket
@@ -37,10 +38,10 @@ def _asyncpg_dsn(url: str, database: str | None = None) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-@pytest.fixture(scope="session")
-async def postgres_database() -> AsyncIterator[str]:
-    """A fresh PostgreSQL database for this test session, dropped afterwards."""
-    name = f"loomi_test_{secrets.token_hex(4)}"
+@contextlib.asynccontextmanager
+async def scratch_postgres(prefix: str) -> AsyncIterator[str]:
+    """A fresh PostgreSQL database, dropped afterwards; yields its SQLAlchemy URL."""
+    name = f"{prefix}_{secrets.token_hex(4)}"
     admin = await asyncpg.connect(_asyncpg_dsn(POSTGRES_URL))
     await admin.execute(f'CREATE DATABASE "{name}"')
     try:
@@ -48,6 +49,12 @@ async def postgres_database() -> AsyncIterator[str]:
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def postgres_database() -> AsyncIterator[str]:
+    async with scratch_postgres("loomi_test") as url:
+        yield url
 
 
 def hub_env(tmp: Path, backend: str, database_url: str, **extra: str) -> dict[str, str]:

@@ -15,15 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
 
-import asyncpg
 import httpx
-from sqlalchemy.engine import make_url
 
 from api.app import create_app
 from config.settings import load_settings
 from loomi.hub import Hub
 from store.db import migrate
-from tests.conftest import POSTGRES_URL, REDIS_URL, RunningServer, _asyncpg_dsn
+from tests.conftest import REDIS_URL, RunningServer, scratch_postgres
 from workers.process import HubWorker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,14 +33,8 @@ async def fresh_database(backend: str, tmp: Path) -> AsyncIterator[str]:
     if backend == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp / 'e2e.db'}"
         return
-    name = f"loomi_e2e_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(_asyncpg_dsn(POSTGRES_URL))
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    async with scratch_postgres("loomi_e2e") as url:
+        yield url
 
 
 def e2e_env(backend: str, tmp: Path, database_url: str, redis_url: str | None = None, **extra: str) -> dict[str, str]:
