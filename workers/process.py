@@ -108,9 +108,11 @@ class HubWorker:
         while not self.stop_event.is_set():
             embedded = 0
             try:
-                if await self.hub.redis.set(keys.INDEXER_LOCK, self.name, nx=True, ex=120):
+                if await self.hub.redis.xlen(keys.INBOUND_STREAM):
+                    pass  # ingest first: embeddings can wait, messages cannot (bench/ingest)
+                elif await self.hub.redis.set(keys.INDEXER_LOCK, self.name, nx=True, ex=120):
                     try:
-                        embedded = await index_pending(self.hub)
+                        embedded = await index_pending(self.hub, limit=128)
                     finally:
                         await self.hub.redis.delete(keys.INDEXER_LOCK)
             except asyncio.CancelledError:

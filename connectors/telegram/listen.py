@@ -92,14 +92,8 @@ async def _poll(bot: Bot, ctx: ListenContext, updates: RawRequest, timeout: int)
             log.info("a webhook was set on telegram account %s; deleting it", ctx.account.id)
             await _obey(lambda: bot.delete_webhook(drop_pending_updates=False))
             continue
-        except TelegramError:
-            raise
-        except Exception:
-            # PTB could not parse an update (a Bot API newer than PTB): the JSON we kept is still
-            # good, and normalize sends it to the dead-letter list instead of wedging the listener.
-            if not isinstance(updates.result, list):
-                raise
-            log.warning("python-telegram-bot could not parse an update; queueing it raw", exc_info=True)
+        # PTB never parses the updates (_RawUpdates hands it an empty list), so an update from a
+        # Bot API newer than PTB cannot wedge the loop: normalize dead-letters what it cannot read
         raw = updates.take()
         batch = [u for u in raw if isinstance(u, dict) and _is_int(u.get("update_id"))] if isinstance(raw, list) else []
         if not batch:
