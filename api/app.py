@@ -10,14 +10,14 @@ from starlette.routing import BaseRoute, Route
 
 from api import openapi
 from api.errors import HANDLERS
-from api.routes import ai, auth, billing, health, integrations, messages, user
+from api.routes import ai, auth, billing, health, integrations, messages, oauth_login, user
 from loomi.hub import Hub
 
 Hook = Callable[[Hub], Awaitable[None]]
 
 
 def all_routes() -> list[BaseRoute]:
-    modules = [health, auth, user, messages, integrations, ai, billing]
+    modules = [health, auth, oauth_login, user, messages, integrations, ai, billing]
     return [route for module in modules for route in module.routes] + [
         Route("/openapi.json", openapi.openapi, methods=["GET"], include_in_schema=False)
     ]

@@ -78,3 +78,13 @@ def set_session_cookie(response: Response, hub: Hub, token: str) -> None:
         secure=hub.settings.cookie_secure,
         path="/",
     )
+
+
+def session_response(request: Request, user: dict[str, Any], token: str, status: int = 200) -> Response:
+    """`{user, token}` with the session cookie set: what every way of signing in answers."""
+    from api.responses import json
+    from api.schemas import public_user
+
+    response = json({"user": public_user(user), "token": token}, status)
+    set_session_cookie(response, hub_of(request), token)
+    return response
