@@ -153,6 +153,7 @@ async def test_kill_9_of_the_worker_mid_stream_loses_and_duplicates_nothing(back
                 await eventually(lambda: _holder(hub, headers, f":{survivor.pid}"), timeout=30, what="takeover")
                 takeover = time.monotonic() - killed_at
                 got = await eventually(lambda: _at_least(hub, headers, 200), timeout=60, what="all 200 messages")
+                print(f"\ntakeover after kill -9: {takeover:.1f} s")
                 assert takeover < 15, takeover
                 assert len(got) == 200 and {m["nativeId"] for m in got} == {str(n) for n in sent}
             finally:
