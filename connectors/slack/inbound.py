@@ -173,3 +173,9 @@ def _required(obj: dict[str, Any], key: str) -> str:
 
 def _dedup(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(items))
+
+
+def without_secrets(payload: dict[str, Any]) -> dict[str, Any]:
+    """The event body minus Slack's legacy verification `token`: it authenticates Slack to the
+    app and must not sit in the store or the queue in plain text."""
+    return {key: value for key, value in payload.items() if key != "token"}

@@ -28,6 +28,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from config.settings import PlatformSettings
 from connectors.base import AccountState, Envelope, ListenContext, NeedsReauth
 from connectors.slack.client import AUTH_ERRORS, app_token, bot_token, call, error_code, web_client
+from connectors.slack.inbound import without_secrets
 
 log = logging.getLogger(__name__)
 sdk_log = logging.getLogger(__name__ + ".sdk")  # slack_sdk's own (chatty) reconnect logs
@@ -151,7 +152,7 @@ def _envelope(account_id: str, frame: dict[str, Any]) -> Envelope:
         account_id=account_id,
         delivery_id=str(payload.get("event_id") or frame.get("envelope_id")),
         received_at=int(time.time() * 1000),
-        payload=payload,
+        payload=without_secrets(payload),
         source="listen",
     )
 

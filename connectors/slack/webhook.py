@@ -16,6 +16,7 @@ from slack_sdk.signature import Clock, SignatureVerifier
 
 from config.settings import PlatformSettings
 from connectors.base import WebhookEvent, WebhookRejected, WebhookReply, WebhookRequest
+from connectors.slack.inbound import without_secrets
 
 MAX_AGE_SECONDS = 5 * 60
 
@@ -49,7 +50,7 @@ class SlackWebhook:
         event_id = body.get("event_id")
         if not isinstance(event_id, str) or not event_id or not isinstance(body.get("event"), dict):
             raise WebhookRejected(400, "event_callback without event_id or event")
-        return WebhookReply(200, events=[WebhookEvent(delivery_id=event_id, payload=body, external_id=team_of(body))])
+        return WebhookReply(200, events=[WebhookEvent(delivery_id=event_id, payload=without_secrets(body), external_id=team_of(body))])
 
     def verify(self, request: WebhookRequest) -> None:
         if self.settings.signing_secret is None:

@@ -159,3 +159,29 @@ async def test_events_api_webhook_verifies_signatures(backend: str, tmp_path: Pa
 
 async def _text(hub, headers, text):
     return next((m for m in await hub.messages(headers) if m["text"] == text), None)
+
+
+async def test_slack_verification_token_is_not_stored(backend: str, tmp_path: Path) -> None:
+    async with FakeSlack() as fake, fresh_database(backend, tmp_path) as db:
+        fake.add_channel("C1", "general")
+        async with running_hub(_env(backend, tmp_path, db, fake)) as hub:
+            headers = await hub.login()
+            await _install(hub, fake, headers)
+            await eventually(lambda: _state_connected(hub, headers), what="connected")
+            fake.post_message("C1", "UALICE", "socket mode")
+            url = f"{hub.url}/api/slack/events"
+            fake.socket_mode = False
+            fake.http_event_url, fake.signing_secret = url, SIGNING_SECRET
+            fake.post_message("C1", "UALICE", "events api")
+            await eventually(lambda: _text(hub, headers, "events api"), what="http event")
+            await eventually(lambda: _text(hub, headers, "socket mode"), what="socket event")
+            from store.schema import messages
+
+            async with hub.hub.engine.connect() as conn:
+                raws = [r.raw for r in (await conn.execute(messages.select())).all()]
+            assert raws and all(fake.verification_token not in json.dumps(raw) for raw in raws)
+
+
+async def _state_connected(hub, headers):
+    accounts = (await hub.client.get("/api/integrations/accounts", headers=headers)).json()["accounts"]
+    return accounts and accounts[0]["state"] == "connected"

@@ -39,7 +39,8 @@ def test_signed_event_callback(connector: SlackConnector) -> None:
     reply = connector.handle_webhook(request(BODY))
     assert (reply.status, reply.body) == (200, None)
     (event,) = reply.events
-    assert (event.delivery_id, event.external_id, event.payload) == ("Ev1", "T0FAKE", BODY)
+    assert (event.delivery_id, event.external_id) == ("Ev1", "T0FAKE")
+    assert event.payload == {k: v for k, v in BODY.items() if k != "token"}  # the verification token is not kept
 
 
 def test_forged(connector: SlackConnector) -> None:
