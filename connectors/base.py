@@ -194,6 +194,12 @@ class OAuthSetup(Protocol):
 
 
 @runtime_checkable
+class Disconnecter(Protocol):
+    async def disconnect(self, account: Account) -> None:
+        """Undo what connecting set up on the platform (a registered webhook…); best effort."""
+
+
+@runtime_checkable
 class CredentialSetup(Protocol):
     async def connect(self, fields: dict[str, Any]) -> AccountSpec:
         """Check pasted credentials (a bot token…) against the platform; raise NeedsReauth if bad."""

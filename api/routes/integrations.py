@@ -7,6 +7,7 @@ platform needs no code here.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -27,6 +28,7 @@ from connectors.base import (
     AccountSpec,
     AccountState,
     CredentialSetup,
+    Disconnecter,
     Envelope,
     NeedsReauth,
     OAuthSetup,
@@ -40,6 +42,9 @@ from store import accounts as account_store
 from workers import keys
 from workers.process import enqueue, jobs_pool
 from workers.stream import append
+
+
+log = logging.getLogger("loomi.integrations")
 
 
 def connector_for(hub: Hub, platform: str, ability: type) -> Any:
@@ -99,10 +104,18 @@ async def delete_account(request: Request, user: Principal):
     """Disconnect: forget the credentials and stop the listener. Stored messages stay."""
     hub = hub_of(request)
     account_id = request.path_params["account_id"]
-    async with hub.engine.begin() as conn:
+    async with hub.engine.connect() as conn:
         row = await account_store.get_row(conn, account_id)
-        if row is None or row["user_id"] != user.id:
-            raise not_found("No such account", "account_not_found")
+    if row is None or row["user_id"] != user.id:
+        raise not_found("No such account", "account_not_found")
+    if row["credentials"] and row["platform"] in CONNECTORS:
+        connector = make_connector(row["platform"], hub.settings.platform(row["platform"]))
+        if isinstance(connector, Disconnecter):
+            try:
+                await connector.disconnect(account_store.to_account(row, hub.vault))
+            except Exception as err:  # noqa: BLE001 - the platform may be down; we disconnect anyway
+                log.warning("%s: platform clean-up on disconnect failed: %s", account_id, type(err).__name__)
+    async with hub.engine.begin() as conn:
         await account_store.disconnect(conn, account_id)
     await hub.redis.hset(keys.status(account_id), mapping={"state": AccountState.STOPPED.value, "detail": "disconnected"})
     return {"success": True, "id": account_id}

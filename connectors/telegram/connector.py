@@ -1,7 +1,7 @@
 """TelegramConnector: a Telegram bot as a hub account (Bot API, python-telegram-bot 22).
 
-Abilities: Connector (listen, normalize, send), CredentialSetup (`connect` with a bot token)
-and WebhookReceiver. No Backfiller: the Bot API cannot read history, and nothing is missed
+Abilities: Connector (listen, normalize, send), CredentialSetup (`connect` with a bot token),
+WebhookReceiver and Disconnecter (removes the webhook). No Backfiller: the Bot API cannot read history, and nothing is missed
 while we are away because Telegram keeps unconfirmed updates for 24 hours.
 
 Per account: credentials `bot_token`, `bot_id`, `webhook_secret`; settings `mode`
@@ -11,6 +11,8 @@ Per account: credentials `bot_token`, `bot_id`, `webhook_secret`; settings `mode
 from __future__ import annotations
 
 from typing import Any, ClassVar
+
+from telegram.request import HTTPXRequest
 
 from config.settings import PlatformSettings
 from connectors.base import (
@@ -24,6 +26,7 @@ from connectors.base import (
     WebhookReply,
     WebhookRequest,
 )
+from connectors.telegram.client import make_bot
 from connectors.telegram.inbound import normalize as normalize_update
 from connectors.telegram.listen import listen as listen_for_updates
 from connectors.telegram.outbound import send as send_message
@@ -53,3 +56,11 @@ class TelegramConnector:
 
     def handle_webhook(self, request: WebhookRequest) -> WebhookReply:
         return check_webhook(request)
+
+    async def disconnect(self, account: Account) -> None:
+        """Remove our webhook, so Telegram stops posting to an account that no longer exists."""
+        if account.settings.get("mode") != "webhook":
+            return
+        async with HTTPXRequest(connection_pool_size=1) as request:
+            bot = make_bot(self.settings, account.credentials["bot_token"], request)
+            await bot.delete_webhook(drop_pending_updates=False)
