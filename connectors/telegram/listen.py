@@ -19,7 +19,7 @@ import time
 from typing import Any, Awaitable, Callable, TypeVar
 
 from telegram import Bot
-from telegram.error import Conflict, InvalidToken, RetryAfter, TelegramError
+from telegram.error import Conflict, InvalidToken, RetryAfter
 from telegram.request import HTTPXRequest
 
 from config.settings import PlatformSettings

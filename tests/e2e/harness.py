@@ -78,6 +78,22 @@ class RunningHub:
             if not cursor:
                 return out
 
+    async def at_least(self, headers: dict[str, str], n: int, **params: Any) -> list[dict[str, Any]] | None:
+        """The messages once there are `n` of them (for `eventually`), else None."""
+        got = await self.messages(headers, **params)
+        return got if len(got) >= n else None
+
+    async def with_text(self, headers: dict[str, str], text: str) -> dict[str, Any] | None:
+        return next((m for m in await self.messages(headers) if m["text"] == text), None)
+
+    async def first_account(self, headers: dict[str, str]) -> dict[str, Any] | None:
+        accounts = (await self.client.get("/api/integrations/accounts", headers=headers)).json()["accounts"]
+        return accounts[0] if accounts else None
+
+    async def in_state(self, headers: dict[str, str], state: str) -> bool:
+        account = await self.first_account(headers)
+        return bool(account and account["state"] == state)
+
 
 @contextlib.asynccontextmanager
 async def running_hub(env: dict[str, str], *, worker: bool = True, flush: bool = True) -> AsyncIterator[RunningHub]:

@@ -18,7 +18,7 @@ from store.ids import now_ms
 from store.schema import accounts
 from tests.e2e.harness import ROOT, e2e_env, eventually, fresh_database, running_hub
 from tests.e2e.test_slack_e2e import CLIENT_ID, CLIENT_SECRET, _env as slack_env
-from tests.e2e.test_telegram_e2e import ALICE, TOKEN, _connect, _state
+from tests.e2e.test_telegram_e2e import ALICE, TOKEN, _connect
 from tests.fakes.slack import FakeSlack
 from tests.fakes.telegram import FakeTelegram
 from workers import keys
@@ -39,22 +39,17 @@ async def test_one_listener_per_account_across_workers(backend: str, tmp_path: P
             try:
                 headers = await hub.login()
                 account_id = await _connect(hub, headers)
-                await eventually(lambda: _state(hub, headers, "connected"), what="connected")
+                await eventually(lambda: hub.in_state(headers, "connected"), what="connected")
                 await asyncio.sleep(1.5)  # several scans and heartbeats of every worker
                 holders = [w.name for w in [hub.worker, *extra] if account_id in w.supervisor.running]
                 assert len(holders) == 1
                 sent = [fake.post_message(TOKEN, 42, ALICE, f"m{i}") for i in range(30)]
-                got = await eventually(lambda: _count_at_least(hub, headers, 30), what="30 messages")
+                got = await eventually(lambda: hub.at_least(headers, 30), what="30 messages")
                 assert sorted(int(m["nativeId"]) for m in got) == sorted(sent)
                 assert "conflict" not in " ".join(str(v) for v in fake.calls).lower()
             finally:
                 for worker in extra:
                     await worker.stop()
-
-
-async def _count_at_least(hub, headers, n):
-    got = await hub.messages(headers)
-    return got if len(got) >= n else None
 
 
 async def test_rejected_credentials_end_in_needs_reauth(backend: str, tmp_path: Path) -> None:
@@ -64,10 +59,10 @@ async def test_rejected_credentials_end_in_needs_reauth(backend: str, tmp_path: 
         async with running_hub(env) as hub:
             headers = await hub.login()
             account_id = await _connect(hub, headers)
-            await eventually(lambda: _state(hub, headers, "connected"), what="connected")
+            await eventually(lambda: hub.in_state(headers, "connected"), what="connected")
             fake.fail_next("getUpdates", status=401, times=50, description="Unauthorized")
             fake.drop_connections()
-            await eventually(lambda: _state(hub, headers, "needs_reauth"), what="needs_reauth")
+            await eventually(lambda: hub.in_state(headers, "needs_reauth"), what="needs_reauth")
             await eventually(lambda: _released(hub, account_id), what="listener released")
             await asyncio.sleep(0.6)  # scans go on: nobody restarts an account that needs the person
             assert account_id not in hub.worker.supervisor.running
@@ -102,16 +97,12 @@ async def test_oauth_tokens_refresh_before_expiry_and_failure_needs_reauth(backe
             assert after["credentials_expire_at"] > before["credentials_expire_at"] - 1000
             assert after["credentials"] != before["credentials"]
             # the listener restarts on the new token and keeps working
-            ts = fake.post_message("C1", "UALICE", "after refresh")
-            await eventually(lambda: _has_text(hub, headers, "after refresh"), what="message after refresh")
+            fake.post_message("C1", "UALICE", "after refresh")
+            await eventually(lambda: hub.with_text(headers, "after refresh"), what="message after refresh")
             # a refresh the platform refuses leaves the account needing the person
             fake._refresh.clear()
             assert await refresh_due(hub.hub, "c") == 0
-            await eventually(lambda: _state(hub, headers, "needs_reauth"), what="needs_reauth after failed refresh")
-
-
-async def _has_text(hub, headers, text):
-    return any(m["text"] == text for m in await hub.messages(headers))
+            await eventually(lambda: hub.in_state(headers, "needs_reauth"), what="needs_reauth after failed refresh")
 
 
 async def test_connection_dropped_every_second_loses_nothing(backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -123,7 +114,7 @@ async def test_connection_dropped_every_second_loses_nothing(backend: str, tmp_p
         async with running_hub(slack_env(backend, tmp_path, db, fake)) as hub:
             headers = await hub.login()
             await _install(hub, fake, headers)
-            await eventually(lambda: _state(hub, headers, "connected"), what="connected")
+            await eventually(lambda: hub.in_state(headers, "connected"), what="connected")
             expected = []
             deadline = time.monotonic() + 6
             i = 0
@@ -141,7 +132,7 @@ async def test_connection_dropped_every_second_loses_nothing(backend: str, tmp_p
             await asyncio.sleep(0.5)
             expected.append(fake.post_message("C1", "UALICE", "last"))
             try:
-                got = await eventually(lambda: _count_at_least(hub, headers, len(expected)), timeout=30, what="every message")
+                got = await eventually(lambda: hub.at_least(headers, len(expected)), timeout=30, what="every message")
             except AssertionError:
                 stored = {m["nativeId"] for m in await hub.messages(headers)}
                 texts = {m["ts"]: m["text"] for m in fake.history("C1")}
@@ -170,7 +161,7 @@ async def test_dead_letters_are_listed_and_replayed(backend: str, tmp_path: Path
                 ))
             out = _cli(env, "dlq", "replay")
             assert "replayed 2" in out
-            got = await eventually(lambda: _count_at_least(hub, headers, 1), what="replayed message stored")
+            got = await eventually(lambda: hub.at_least(headers, 1), what="replayed message stored")
             assert got[0]["text"] == "ünïcode and [] {}"
             await eventually(lambda: _dlq_size(hub, 1), what="the garbage one back in the list")
 

@@ -57,11 +57,6 @@ async def _install(hub, fake: FakeSlack, headers: dict) -> str:
     return done.json()["account"]["id"]
 
 
-async def _all(hub, headers, n: int, **params):
-    got = await hub.messages(headers, **params)
-    return got if len(got) >= n else None
-
-
 async def test_slack_exactly_once_through_backfill_events_drops_and_sends(backend: str, tmp_path: Path) -> None:
     async with FakeSlack() as fake, fresh_database(backend, tmp_path) as db:
         fake.add_user("UALICE", "alice")
@@ -71,7 +66,7 @@ async def test_slack_exactly_once_through_backfill_events_drops_and_sends(backen
         async with running_hub(_env(backend, tmp_path, db, fake)) as hub:
             headers = await hub.login()
             account_id = await _install(hub, fake, headers)
-            await eventually(lambda: _all(hub, headers, 15), what="history backfilled")
+            await eventually(lambda: hub.at_least(headers, 15), what="history backfilled")
 
             live = []
             for i in range(40):
@@ -79,7 +74,7 @@ async def test_slack_exactly_once_through_backfill_events_drops_and_sends(backen
                 thread = live[0][1] if i % 9 == 8 else None
                 live.append((channel, fake.post_message(channel, "UALICE", f"live {i}", thread_ts=thread)))
             files_ts = fake.post_message("C1", "UALICE", "", files=[{"id": "F1", "name": "report.pdf", "mimetype": "application/pdf", "size": 2048, "url_private": "https://files/report.pdf"}])
-            await eventually(lambda: _all(hub, headers, 56), what="live events")
+            await eventually(lambda: hub.at_least(headers, 56), what="live events")
             fake.redeliver(next(iter(fake.acked_event_ids)))
             fake.edit_message("C1", live[1][1], "live 1, edited")
             fake.delete_message("C1", live[2][1])
@@ -140,7 +135,7 @@ async def test_events_api_webhook_verifies_signatures(backend: str, tmp_path: Pa
             fake.socket_mode = False
             fake.http_event_url, fake.signing_secret = url, SIGNING_SECRET
             ts = fake.post_message("C1", "UALICE", "over http")
-            got = await eventually(lambda: _text(hub, headers, "over http"), what="http event stored")
+            got = await eventually(lambda: hub.with_text(headers, "over http"), what="http event stored")
             assert got["nativeId"] == ts
 
             body = json.dumps({"type": "event_callback", "team_id": fake.team_id, "event_id": "EvForged", "event": {"type": "message", "channel": "C1", "user": "U1", "text": "forged", "ts": "1.000001"}})
@@ -157,31 +152,22 @@ async def test_events_api_webhook_verifies_signatures(backend: str, tmp_path: Pa
             assert all(m["text"] != "forged" for m in await hub.messages(headers))
 
 
-async def _text(hub, headers, text):
-    return next((m for m in await hub.messages(headers) if m["text"] == text), None)
-
-
 async def test_slack_verification_token_is_not_stored(backend: str, tmp_path: Path) -> None:
     async with FakeSlack() as fake, fresh_database(backend, tmp_path) as db:
         fake.add_channel("C1", "general")
         async with running_hub(_env(backend, tmp_path, db, fake)) as hub:
             headers = await hub.login()
             await _install(hub, fake, headers)
-            await eventually(lambda: _state_connected(hub, headers), what="connected")
+            await eventually(lambda: hub.in_state(headers, "connected"), what="connected")
             fake.post_message("C1", "UALICE", "socket mode")
             url = f"{hub.url}/api/slack/events"
             fake.socket_mode = False
             fake.http_event_url, fake.signing_secret = url, SIGNING_SECRET
             fake.post_message("C1", "UALICE", "events api")
-            await eventually(lambda: _text(hub, headers, "events api"), what="http event")
-            await eventually(lambda: _text(hub, headers, "socket mode"), what="socket event")
+            await eventually(lambda: hub.with_text(headers, "events api"), what="http event")
+            await eventually(lambda: hub.with_text(headers, "socket mode"), what="socket event")
             from store.schema import messages
 
             async with hub.hub.engine.connect() as conn:
                 raws = [r.raw for r in (await conn.execute(messages.select())).all()]
             assert raws and all(fake.verification_token not in json.dumps(raw) for raw in raws)
-
-
-async def _state_connected(hub, headers):
-    accounts = (await hub.client.get("/api/integrations/accounts", headers=headers)).json()["accounts"]
-    return accounts and accounts[0]["state"] == "connected"

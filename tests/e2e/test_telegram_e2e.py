@@ -21,20 +21,11 @@ ALICE = {"id": 501, "first_name": "Alice", "username": "alice"}
 BOB = {"id": 502, "first_name": "Bob"}
 
 
-def _fake() -> FakeTelegram:
-    fake = FakeTelegram()
-    return fake
-
-
 async def _connect(hub, headers: dict, mode: str = "polling") -> str:
     r = await hub.client.post("/api/telegram/listener/init", json={"botToken": TOKEN, "mode": mode}, headers=headers)
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "started"
     return r.json()["account"]["id"]
-
-
-async def _count(hub, headers) -> int:
-    return len(await hub.messages(headers))
 
 
 async def test_messages_edits_replies_redeliveries_and_drops_land_exactly_once(backend: str, tmp_path: Path) -> None:
@@ -45,7 +36,7 @@ async def test_messages_edits_replies_redeliveries_and_drops_land_exactly_once(b
         async with running_hub(env) as hub:
             headers = await hub.login()
             account_id = await _connect(hub, headers)
-            await eventually(lambda: _state(hub, headers, "connected"), what="listener connected")
+            await eventually(lambda: hub.in_state(headers, "connected"), what="listener connected")
             # bad input to init changes nothing
             r = await hub.client.post("/api/telegram/listener/init", json={"botToken": "nope"}, headers=headers)
             assert r.status_code == 400 and r.json()["code"] in ("credentials_rejected", "invalid_input")
@@ -94,16 +85,11 @@ async def test_messages_edits_replies_redeliveries_and_drops_land_exactly_once(b
 
             # disconnect stops the listener; later messages are not fetched
             assert (await hub.client.delete(f"/api/integrations/accounts/{account_id}", headers=headers)).status_code == 200
-            await eventually(lambda: _state(hub, headers, "stopped"), what="listener stopped")
+            await eventually(lambda: hub.in_state(headers, "stopped"), what="listener stopped")
             await asyncio.sleep(0.5)
             calls = fake.calls["getUpdates"]
             await asyncio.sleep(1.5)
             assert fake.calls["getUpdates"] == calls
-
-
-async def _state(hub, headers, want: str):
-    accounts = (await hub.client.get("/api/integrations/accounts", headers=headers)).json()["accounts"]
-    return accounts and accounts[0]["state"] == want
 
 
 async def test_webhook_mode_verifies_the_secret(backend: str, tmp_path: Path) -> None:
@@ -113,10 +99,10 @@ async def test_webhook_mode_verifies_the_secret(backend: str, tmp_path: Path) ->
         async with running_hub(env) as hub:
             headers = await hub.login()
             account_id = await _connect(hub, headers, mode="webhook")
-            await eventually(lambda: _state(hub, headers, "connected"), what="webhook set")
+            await eventually(lambda: hub.in_state(headers, "connected"), what="webhook set")
             for i in range(5):
                 fake.post_message(TOKEN, 42, ALICE, f"hooked {i}")
-            got = await eventually(lambda: _at_least(hub, headers, 5), what="webhook messages")
+            got = await eventually(lambda: hub.at_least(headers, 5), what="webhook messages")
             assert sorted(m["text"] for m in got) == [f"hooked {i}" for i in range(5)]
             forged = await hub.client.post(
                 f"/api/telegram/webhook/{account_id}",
@@ -132,11 +118,6 @@ async def test_webhook_mode_verifies_the_secret(backend: str, tmp_path: Path) ->
             assert fake.calls["deleteWebhook"] == before + 1
 
 
-async def _at_least(hub, headers, n):
-    got = await hub.messages(headers)
-    return got if len(got) >= n else None
-
-
 async def test_kill_9_of_the_worker_mid_stream_loses_and_duplicates_nothing(backend: str, tmp_path: Path) -> None:
     async with FakeTelegram() as fake, fresh_database(backend, tmp_path) as db:
         fake.add_bot(TOKEN, 123456, "loomi_bot")
@@ -148,7 +129,7 @@ async def test_kill_9_of_the_worker_mid_stream_loses_and_duplicates_nothing(back
                 await _connect(hub, headers)
                 status = await eventually(lambda: _holder(hub, headers), timeout=60, what="a worker holds the listener")
                 sent = [fake.post_message(TOKEN, 42, ALICE, f"before {i}") for i in range(100)]
-                await eventually(lambda: _at_least(hub, headers, 50), what="ingest under way")
+                await eventually(lambda: hub.at_least(headers, 50), what="ingest under way")
                 victim = next(w for w in workers if status.endswith(f":{w.pid}"))
                 killed_at = time.monotonic()
                 victim.kill9()
@@ -156,7 +137,7 @@ async def test_kill_9_of_the_worker_mid_stream_loses_and_duplicates_nothing(back
                 survivor = next(w for w in workers if w is not victim)
                 await eventually(lambda: _holder(hub, headers, f":{survivor.pid}"), timeout=30, what="takeover")
                 takeover = time.monotonic() - killed_at
-                got = await eventually(lambda: _at_least(hub, headers, 200), timeout=60, what="all 200 messages")
+                got = await eventually(lambda: hub.at_least(headers, 200), timeout=60, what="all 200 messages")
                 print(f"\ntakeover after kill -9: {takeover:.1f} s")
                 assert takeover < 15, takeover
                 assert len(got) == 200 and {m["nativeId"] for m in got} == {str(n) for n in sent}
@@ -166,9 +147,9 @@ async def test_kill_9_of_the_worker_mid_stream_loses_and_duplicates_nothing(back
 
 
 async def _holder(hub, headers, suffix: str = ""):
-    accounts = (await hub.client.get("/api/integrations/accounts", headers=headers)).json()["accounts"]
-    if accounts and accounts[0]["state"] == "connected" and accounts[0]["worker"] and accounts[0]["worker"].endswith(suffix):
-        return accounts[0]["worker"]
+    account = await hub.first_account(headers)
+    if account and account["state"] == "connected" and account["worker"] and account["worker"].endswith(suffix):
+        return account["worker"]
     return None
 
 
@@ -215,7 +196,7 @@ async def test_redis_restart_mid_stream_loses_nothing(backend: str, tmp_path: Pa
             async with running_hub(env) as hub:
                 headers = await hub.login()
                 await _connect(hub, headers)
-                await eventually(lambda: _state(hub, headers, "connected"), what="connected")
+                await eventually(lambda: hub.in_state(headers, "connected"), what="connected")
                 sent = [fake.post_message(TOKEN, 42, ALICE, f"one {i}") for i in range(50)]
                 await asyncio.sleep(0.3)
                 redis.stop()
@@ -223,7 +204,7 @@ async def test_redis_restart_mid_stream_loses_nothing(backend: str, tmp_path: Pa
                 await asyncio.sleep(1.5)
                 redis.start()
                 sent += [fake.post_message(TOKEN, 42, ALICE, f"three {i}") for i in range(50)]
-                got = await eventually(lambda: _at_least(hub, headers, 150), timeout=90, what="all 150 after restart")
+                got = await eventually(lambda: hub.at_least(headers, 150), timeout=90, what="all 150 after restart")
                 assert len(got) == 150 and {m["nativeId"] for m in got} == {str(n) for n in sent}
     finally:
         redis.stop()

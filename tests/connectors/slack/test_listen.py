@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator
 
 import pytest
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
