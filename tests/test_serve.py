@@ -118,3 +118,50 @@ def test_restart_keeps_the_token(served, tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "loomi.cli", "login"], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     assert proc.wait(timeout=60) == 0
     assert (home / "token").read_text() == first
+
+
+async def test_one_command_hub_ingests_with_its_in_process_worker(tmp_path: Path) -> None:
+    """`loomi serve` alone (embedded Redis, SQLite, in-process worker) takes a Telegram bot
+    from connect to stored messages: the laptop path end to end."""
+    import asyncio
+
+    import httpx
+
+    from tests.fakes.telegram import FakeTelegram
+
+    token = "424242:AAServeTestTokenForTheLoopbackFake0"
+    async with FakeTelegram() as fake:
+        fake.add_bot(token, 424242, "serve_bot")
+        env = {
+            "PATH": os.environ["PATH"],
+            "LOOMI_HOME": str(tmp_path / "home"),
+            "LOOMI_PORT": str(_free_port()),
+            "LOOMI_TELEGRAM_BASE_URL": fake.base_url,
+            "LOOMI_SCAN_SECONDS": "0.2",
+        }
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "loomi.cli", "serve", cwd=ROOT, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        )
+        try:
+            assert proc.stdout is not None
+            line = ""
+            while "listening on" not in line:
+                line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+                assert line, "serve exited before listening"
+            url = line.strip().rsplit(" ", 1)[-1]
+            bearer = base64.b64decode((tmp_path / "home" / "token").read_text()).decode()
+            headers = {"Authorization": f"Bearer {bearer}"}
+            async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+                r = await http.post("/api/telegram/listener/init", json={"botToken": token}, headers=headers)
+                assert r.status_code == 200, r.text
+                sent = [fake.post_message(token, 7, {"id": 7, "first_name": "Ann"}, f"hi {i}") for i in range(10)]
+                deadline = time.monotonic() + 30
+                got: list = []
+                while time.monotonic() < deadline and len(got) < 10:
+                    got = (await http.get("/api/messages", headers=headers)).json()["messages"]
+                    await asyncio.sleep(0.2)
+                assert sorted(int(m["nativeId"]) for m in got) == sorted(sent)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            assert await asyncio.wait_for(proc.wait(), 30) == 0
