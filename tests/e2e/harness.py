@@ -3,17 +3,15 @@ and a worker either in-process or as `loomi worker` subprocesses (for kill -9)."
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import secrets
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator
 
 import httpx
 
@@ -113,18 +111,6 @@ async def running_hub(env: dict[str, str], *, worker: bool = True, flush: bool =
         if hub_worker:
             await hub_worker.stop()
         await hub.close()
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 30, interval: float = 0.1, what: str = "") -> Any:
-    """Poll until `check()` returns something truthy."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what or check}; last: {last!r}")
 
 
 class WorkerProcess:

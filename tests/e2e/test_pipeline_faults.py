@@ -16,7 +16,8 @@ import pytest
 from connectors.slack.connector import SlackConnector
 from store.ids import now_ms
 from store.schema import accounts
-from tests.e2e.harness import ROOT, e2e_env, eventually, fresh_database, running_hub
+from tests.e2e.harness import ROOT, e2e_env, fresh_database, running_hub
+from tests.waiting import eventually
 from tests.e2e.test_slack_e2e import CLIENT_ID, CLIENT_SECRET, _env as slack_env
 from tests.e2e.test_telegram_e2e import ALICE, TOKEN, _connect
 from tests.fakes.slack import FakeSlack

@@ -13,7 +13,8 @@ import pytest
 from slack_sdk.signature import SignatureVerifier
 
 from connectors.slack.connector import SlackConnector
-from tests.e2e.harness import e2e_env, eventually, fresh_database, running_hub
+from tests.e2e.harness import e2e_env, fresh_database, running_hub
+from tests.waiting import eventually
 from tests.fakes.slack import FakeSlack
 
 CLIENT_ID, CLIENT_SECRET, SIGNING_SECRET = "111.222", "client-secret-xyz", "signing-secret-abc"

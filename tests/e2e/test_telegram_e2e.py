@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from loomi.embedded_redis import server_binary
-from tests.e2e.harness import WorkerProcess, e2e_env, eventually, fresh_database, running_hub
+from tests.e2e.harness import WorkerProcess, e2e_env, fresh_database, running_hub
+from tests.waiting import eventually
 from tests.fakes.telegram import FakeTelegram
 
 TOKEN = "123456:AAE2eTestTokenForTheLoopbackFakeXYZ"

@@ -25,19 +25,12 @@ from telegram.ext import ApplicationBuilder, ContextTypes, MessageHandler, filte
 
 from tests.fakes.slack import FakeSlack
 from tests.fakes.telegram import FakeTelegram
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.asyncio
 
 TG_TOKEN = "123456:AAFakeTokenForTests"
 ALICE = {"id": 42, "first_name": "Alice", "username": "alice"}
-
-
-async def wait_until(cond: Callable[[], Any], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 class Receiver:

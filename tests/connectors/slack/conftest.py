@@ -4,7 +4,6 @@ account installed in it, and RecordingContext, which stands in for the listener 
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable
 
@@ -16,14 +15,6 @@ from connectors.slack.connector import SlackConnector
 from tests.fakes.slack import FakeSlack
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
-
-
-async def wait_until(cond: Callable[[], Any], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 @dataclass

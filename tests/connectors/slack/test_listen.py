@@ -9,7 +9,8 @@ from slack_sdk.socket_mode.aiohttp import SocketModeClient
 
 from connectors.base import Account, AccountState, ChangeKind, Envelope, NeedsReauth
 from connectors.slack.connector import SlackConnector
-from tests.connectors.slack.conftest import RecordingContext, make_account, wait_until
+from tests.connectors.slack.conftest import RecordingContext, make_account
+from tests.waiting import wait_until
 from tests.fakes.slack import FakeSlack
 
 

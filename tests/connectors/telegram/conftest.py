@@ -3,9 +3,7 @@ pointing the connector at it, and one bot account."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator
 
 import pytest
 
@@ -53,11 +51,3 @@ def make_account(token: str = TOKEN, **settings: str) -> Account:
         credentials={"bot_token": token, "bot_id": BOT_ID, "webhook_secret": SECRET},
         settings=dict(settings),
     )
-
-
-async def wait_until(condition: Callable[[], object], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)

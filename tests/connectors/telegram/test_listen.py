@@ -20,7 +20,8 @@ from telegram.error import Conflict, NetworkError
 
 from connectors.base import Account, AccountState, Envelope, NeedsReauth, WebhookRejected, WebhookRequest
 from connectors.telegram.connector import TelegramConnector
-from tests.connectors.telegram.conftest import ALICE, BOB, BOT_ID, GROUP, PRIVATE, SECRET, TOKEN, make_account, wait_until
+from tests.connectors.telegram.conftest import ALICE, BOB, BOT_ID, GROUP, PRIVATE, SECRET, TOKEN, make_account
+from tests.waiting import wait_until
 from tests.fakes.telegram import FakeTelegram
 
 
