@@ -170,13 +170,21 @@ def get_settings() -> Settings:
     return load_settings()
 
 
+def ensure_home(settings: Settings) -> Path:
+    """LOOMI_HOME holds the messages database, keys and token: private to its owner (0700)."""
+    if not settings.home.exists():
+        settings.home.mkdir(parents=True, mode=0o700)
+        os.chmod(settings.home, 0o700)  # mkdir's mode is filtered by the umask
+    return settings.home
+
+
 def secret_key(settings: Settings) -> str:
     """`LOOMI_SECRET_KEY`, or one generated once into LOOMI_HOME (mode 0600)."""
     if settings.secret_key is not None:
         return settings.secret_key.get_secret_value()
     path = settings.home / "secret_key"
     if not path.exists():
-        settings.home.mkdir(parents=True, exist_ok=True)
+        ensure_home(settings)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_urlsafe(48))

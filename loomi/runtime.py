@@ -13,7 +13,7 @@ from typing import AsyncIterator, Iterator
 import uvicorn
 
 from api.app import create_app
-from config.settings import Settings
+from config.settings import Settings, ensure_home
 from loomi.embedded_redis import EmbeddedRedis
 from loomi.hub import Hub
 from loomi.owner import ensure_token_file, token_path
@@ -25,6 +25,7 @@ log = logging.getLogger("loomi")
 @contextlib.asynccontextmanager
 async def open_local_hub(settings: Settings) -> AsyncIterator[Hub]:
     """Migrate, open a Hub, and start the embedded Redis when no LOOMI_REDIS_URL is set."""
+    ensure_home(settings)
     embedded = None
     redis_url = settings.redis_url
     if redis_url is None:

@@ -78,6 +78,7 @@ def test_serve_with_nothing_configured_runs_the_seed_examples(served) -> None:
     assert f"http://127.0.0.1:{port}" in served["line"]
     token_file = home / "token"
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700  # the messages database lives here
 
     # the seed's own shell lines, with only the port and home changed
     script = f"""
