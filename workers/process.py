@@ -137,10 +137,11 @@ class HubWorker:
 
     async def stop(self) -> None:
         self.stop_event.set()
-        try:
-            await asyncio.wait_for(self.arq.close(), 10)
-        except Exception:  # noqa: BLE001
-            log.warning("arq did not close cleanly")
+        # arq cancels running jobs (they are re-queued) and its close() re-raises their
+        # CancelledError: collect it as a result instead of letting it cancel our shutdown
+        (closed,) = await asyncio.gather(asyncio.wait_for(self.arq.close(), 10), return_exceptions=True)
+        if isinstance(closed, BaseException) and not isinstance(closed, asyncio.CancelledError):
+            log.warning("arq did not close cleanly: %s", type(closed).__name__)
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
