@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from config.settings import PlatformSettings
 
@@ -240,7 +240,3 @@ class WebhookRejected(Exception):
 class WebhookReceiver(Protocol):
     def handle_webhook(self, request: WebhookRequest) -> WebhookReply:
         """Verify and parse, nothing more (no I/O): the route queues the events, then answers."""
-
-
-Clock = Callable[[], int]
-Emit = Callable[[list[Envelope], dict[str, Any] | None], Awaitable[None]]

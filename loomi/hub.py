@@ -26,6 +26,7 @@ class Hub:
     vault: Vault
     tokens: TokenService
     extras: dict[str, Any] = field(default_factory=dict)  # per-process services: supervisors, clients
+    connectors: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     async def open(cls, settings: Settings, redis_url: str | None = None) -> "Hub":
@@ -40,6 +41,15 @@ class Hub:
             vault=Vault(secret, old),
             tokens=TokenService(secret, old, ttl_seconds=settings.token_ttl_days * 86400),
         )
+
+    def connector(self, platform: str) -> Any:
+        """The process's one connector for `platform` (connectors are per platform, not per
+        account). Raises connectors.registry.UnknownPlatform."""
+        if platform not in self.connectors:
+            from connectors.registry import make_connector
+
+            self.connectors[platform] = make_connector(platform, self.settings.platform(platform))
+        return self.connectors[platform]
 
     @property
     def redis_url(self) -> str:

@@ -9,7 +9,7 @@ that commits late.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -387,10 +387,6 @@ async def stats(conn: AsyncConnection, user_id: str) -> dict[str, Any]:
     }
 
 
-async def count_for_account(conn: AsyncConnection, account_id: str) -> int:
-    return int((await conn.execute(sa.select(sa.func.count()).where(messages.c.account_id == account_id))).scalar_one())
-
-
 async def latest_sent_at(conn: AsyncConnection, account_id: str) -> dict[str, int]:
     """chat id -> when its newest received message was sent (ms), for gap recovery."""
     rows = await conn.execute(
@@ -399,8 +395,3 @@ async def latest_sent_at(conn: AsyncConnection, account_id: str) -> dict[str, in
         .group_by(messages.c.chat_id)
     )
     return {chat: int(sent) for chat, sent in rows}
-
-
-def iter_chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

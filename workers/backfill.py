@@ -13,7 +13,6 @@ import time
 from typing import Any
 
 from connectors.base import Backfiller
-from connectors.registry import make_connector
 from loomi.hub import Hub
 from store import accounts as account_store
 from store.messages import latest_sent_at
@@ -37,7 +36,7 @@ async def backfill_account(
     newest = newest or {}
     if account is None:
         return {"queued": 0, "skipped": "no such account"}
-    connector = make_connector(account.platform, hub.settings.platform(account.platform))
+    connector = hub.connector(account.platform)
     if not isinstance(connector, Backfiller):
         return {"queued": 0, "skipped": "platform has no history API"}
     queued = 0

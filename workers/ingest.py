@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
 
 import orjson
 from redis.asyncio import Redis
@@ -20,7 +19,7 @@ from redis.exceptions import ResponseError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from connectors.base import Envelope
-from connectors.registry import UnknownPlatform, make_connector
+from connectors.registry import UnknownPlatform
 from loomi.hub import Hub
 from store.accounts import user_of
 from store.messages import Owned, apply_changes
@@ -59,15 +58,9 @@ class Ingestor:
     def __init__(self, hub: Hub, consumer: str, *, batch: int = 500, block_ms: int = 1000, claim_idle_ms: int = 30_000) -> None:
         self.hub, self.consumer = hub, consumer
         self.batch, self.block_ms, self.claim_idle_ms = batch, block_ms, claim_idle_ms
-        self._connectors: dict[str, Any] = {}
         self._owners: dict[str, tuple[str, str]] = {}
         self._next_claim = 0.0
         self.processed = 0
-
-    def connector(self, platform: str) -> Any:
-        if platform not in self._connectors:
-            self._connectors[platform] = make_connector(platform, self.hub.settings.platform(platform))
-        return self._connectors[platform]
 
     async def run(self, stop: asyncio.Event) -> None:
         await ensure_group(self.hub.redis)
@@ -131,7 +124,7 @@ class Ingestor:
             try:
                 if owner is None:
                     raise LookupError(f"account {env.account_id} does not exist")
-                changes = self.connector(env.platform).normalize(env)
+                changes = self.hub.connector(env.platform).normalize(env)
             except (UnknownPlatform, LookupError, ValueError, KeyError, TypeError) as err:
                 await dead_letter(redis, raw, f"{type(err).__name__}: {err}", eid)
                 done.append(eid)
@@ -166,8 +159,7 @@ class Ingestor:
             raise  # the database is away: keep the batch unacked, it will be retried
         except DBAPIError:
             log.warning("batch of %d refused; retrying one by one", len(items))
-        bad: list[int] = []
-        for index, (eid, raw, owned) in enumerate(items):
+        for eid, raw, owned in items:
             try:
                 async with self.hub.engine.begin() as conn:
                     await apply_changes(conn, owned)
@@ -175,4 +167,3 @@ class Ingestor:
                 raise
             except DBAPIError as err:
                 await dead_letter(self.hub.redis, raw, f"store refused: {str(err.orig)[:300]}", eid)
-                bad.append(index)

@@ -37,7 +37,3 @@ def oauth_state(state: str) -> str:
 
 def refresh_lock(account_id: str) -> str:
     return f"loomi:refresh-lock:{account_id}"
-
-
-def sent_echo(account_id: str, native_id: str) -> str:
-    return f"loomi:sent:{account_id}:{native_id}"

@@ -11,7 +11,6 @@ import logging
 from typing import Any
 
 from connectors.base import NeedsReauth, Outbound, RateLimited
-from connectors.registry import make_connector
 from loomi.hub import Hub
 from store import accounts as account_store
 from store import messages as message_store
@@ -30,7 +29,7 @@ async def deliver(hub: Hub, message_id: str, attempt: int = 1) -> dict[str, Any]
         return row or {}
     if account is None or not account.credentials:
         return await _fail(hub, row, "account is disconnected", final=True)
-    connector = make_connector(account.platform, hub.settings.platform(account.platform))
+    connector = hub.connector(account.platform)
     outbound = Outbound(chat_id=row["chat_id"], text=row["text"], reply_to_id=row["reply_to_id"], thread_id=row["thread_id"])
     try:
         sent = await connector.send(account, outbound)

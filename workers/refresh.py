@@ -10,7 +10,6 @@ import sqlalchemy as sa
 from config.platforms import PLATFORMS
 from connectors import oauth
 from connectors.base import AccountState, OAuthSetup
-from connectors.registry import make_connector
 from loomi.hub import Hub
 from store import accounts as account_store
 from store.schema import accounts
@@ -54,7 +53,7 @@ async def refresh_account(hub: Hub, account_id: str, worker: str) -> int:
         return 0
     platform = PLATFORMS[account.platform]
     settings = hub.settings.platform(account.platform)
-    connector = make_connector(account.platform, settings)
+    connector = hub.connector(account.platform)
     token = account.credentials.get("refresh_token")
     if not token or not isinstance(connector, OAuthSetup):
         await write_status(hub, account_id, AccountState.NEEDS_REAUTH, "token expired and cannot be refreshed", worker)

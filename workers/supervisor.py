@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 from connectors.base import Account, AccountState, Envelope, NeedsReauth
-from connectors.registry import CONNECTORS, make_connector
+from connectors.registry import CONNECTORS
 from loomi.hub import Hub
 from store import accounts as account_store
 from workers import keys
@@ -115,7 +115,6 @@ class Supervisor:
         self.scan_interval, self.lease_ms, self.heartbeat = scan_interval, lease_ms, heartbeat
         self.on_reconnect = on_reconnect or (lambda account_id: asyncio.sleep(0))
         self.running: dict[str, Running] = {}
-        self._connectors: dict[str, Any] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         beat = asyncio.create_task(self._heartbeat_loop(stop))
@@ -191,11 +190,6 @@ class Supervisor:
         for account_id in list(self.running):
             await self._stop(account_id, release=True)
 
-    def connector(self, platform: str) -> Any:
-        if platform not in self._connectors:
-            self._connectors[platform] = make_connector(platform, self.hub.settings.platform(platform))
-        return self._connectors[platform]
-
     async def _supervise(self, account_id: str, token: str) -> None:
         """Run one account's listener until cancelled, restarting it with backoff."""
         attempt = 0
@@ -209,7 +203,7 @@ class Supervisor:
             ctx = ListenerContext(self.hub, account, resume, token, self.worker, self.on_reconnect)
             await ctx.report(AccountState.CONNECTING)
             try:
-                await self.connector(account.platform).listen(ctx)
+                await self.hub.connector(account.platform).listen(ctx)
                 error = "listener returned"
             except asyncio.CancelledError:
                 await self._persist_resume(ctx)
@@ -229,7 +223,6 @@ class Supervisor:
                 attempt = 0  # it ran fine for a while: start the backoff over
             attempt += 1
             delay = backoff_delay(attempt)
-            ctx._state = None
             await ctx.report(AccountState.BACKOFF, f"{error}; retrying in {delay:.1f} s")
             await asyncio.sleep(delay)
 

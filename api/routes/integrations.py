@@ -36,7 +36,7 @@ from connectors.base import (
     WebhookRejected,
     WebhookRequest,
 )
-from connectors.registry import CONNECTORS, make_connector
+from connectors.registry import CONNECTORS
 from loomi.hub import Hub
 from store import accounts as account_store
 from workers import keys
@@ -50,7 +50,7 @@ log = logging.getLogger("loomi.integrations")
 def connector_for(hub: Hub, platform: str, ability: type) -> Any:
     if platform not in CONNECTORS:
         raise not_found(f"Unknown or unsupported platform '{platform}'", "unknown_platform")
-    connector = make_connector(platform, hub.settings.platform(platform))
+    connector = hub.connector(platform)
     if not isinstance(connector, ability):
         raise not_found(f"'{platform}' does not support this", "not_supported")
     return connector
@@ -109,7 +109,7 @@ async def delete_account(request: Request, user: Principal):
     if row is None or row["user_id"] != user.id:
         raise not_found("No such account", "account_not_found")
     if row["credentials"] and row["platform"] in CONNECTORS:
-        connector = make_connector(row["platform"], hub.settings.platform(row["platform"]))
+        connector = hub.connector(row["platform"])
         if isinstance(connector, Disconnecter):
             try:
                 await connector.disconnect(account_store.to_account(row, hub.vault))
