@@ -57,6 +57,13 @@ async def postgres_database() -> AsyncIterator[str]:
         yield url
 
 
+def free_port() -> int:
+    """A port nobody listens on right now, on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def hub_env(tmp: Path, backend: str, database_url: str, **extra: str) -> dict[str, str]:
     env = {
         "LOOMI_HOME": str(tmp),

@@ -15,14 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 60) -> str:
@@ -45,9 +40,9 @@ def _wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 60) -> 
 def served(tmp_path: Path):
     """`loomi serve` on a taken port, so it must fall back; no Redis or database configured."""
     taken = socket.socket()
-    taken.bind(("127.0.0.1", _free_port()))
+    taken.bind(("127.0.0.1", free_port()))
     taken.listen(1)
-    fallback = _free_port()
+    fallback = free_port()
     env = {
         "PATH": os.environ["PATH"],
         "LOOMI_HOME": str(tmp_path / "home"),
@@ -115,7 +110,7 @@ def test_restart_keeps_the_token(served, tmp_path: Path) -> None:
     first = (home / "token").read_text()
     served["proc"].send_signal(signal.SIGINT)
     served["proc"].wait(timeout=20)
-    env = {"PATH": os.environ["PATH"], "LOOMI_HOME": str(home), "LOOMI_PORT": str(_free_port())}
+    env = {"PATH": os.environ["PATH"], "LOOMI_HOME": str(home), "LOOMI_PORT": str(free_port())}
     proc = subprocess.Popen([sys.executable, "-m", "loomi.cli", "login"], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     assert proc.wait(timeout=60) == 0
     assert (home / "token").read_text() == first
@@ -136,7 +131,7 @@ async def test_one_command_hub_ingests_with_its_in_process_worker(tmp_path: Path
         env = {
             "PATH": os.environ["PATH"],
             "LOOMI_HOME": str(tmp_path / "home"),
-            "LOOMI_PORT": str(_free_port()),
+            "LOOMI_PORT": str(free_port()),
             "LOOMI_TELEGRAM_BASE_URL": fake.base_url,
             "LOOMI_SCAN_SECONDS": "0.2",
         }

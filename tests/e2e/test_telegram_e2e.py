@@ -16,6 +16,7 @@ from loomi.embedded_redis import server_binary
 from tests.e2e.harness import WorkerProcess, e2e_env, fresh_database, running_hub
 from tests.waiting import eventually
 from tests.fakes.telegram import FakeTelegram
+from tests.conftest import free_port
 
 TOKEN = "123456:AAE2eTestTokenForTheLoopbackFakeXYZ"
 ALICE = {"id": 501, "first_name": "Alice", "username": "alice"}
@@ -154,17 +155,11 @@ async def _holder(hub, headers, suffix: str = ""):
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class PrivateRedis:
     """A Redis of our own with an append-only file, so the test can restart it."""
 
     def __init__(self, folder: Path) -> None:
-        self.folder, self.port = folder, _free_port()
+        self.folder, self.port = folder, free_port()
         folder.mkdir(parents=True, exist_ok=True)
 
     def start(self) -> None:
