@@ -1,4 +1,4 @@
-"""insights: insights, brief categories, insight tabs, imports (issue 10)
+"""insights and imports (issue 10)
 
 Revision ID: 0005
 Revises: 0004
