@@ -8,7 +8,7 @@ from alembic import op  # noqa: F401
 import sqlalchemy as sa  # noqa: F401
 
 revision = '0006'
-down_revision = '0006'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 
