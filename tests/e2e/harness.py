@@ -19,11 +19,11 @@ from api.app import create_app
 from config.settings import load_settings
 from loomi.hub import Hub
 from store.db import migrate
-from tests.conftest import REDIS_URL, RunningServer, scratch_postgres
+from tests.conftest import RunningServer, redis_url_for, scratch_postgres
 from workers.process import HubWorker
 
 ROOT = Path(__file__).resolve().parents[2]
-E2E_REDIS_DB = {"sqlite": 14, "postgresql": 15}
+E2E_REDIS_DB = {"sqlite": 14, "postgresql": 15}  # of the Redis paired with the backend (conftest.redis_url_for)
 
 
 @contextlib.asynccontextmanager
@@ -39,7 +39,7 @@ def e2e_env(backend: str, tmp: Path, database_url: str, redis_url: str | None = 
     env = {
         "LOOMI_HOME": str(tmp / "home"),
         "LOOMI_DATABASE_URL": database_url,
-        "LOOMI_REDIS_URL": redis_url or f"{REDIS_URL}/{E2E_REDIS_DB[backend]}",
+        "LOOMI_REDIS_URL": redis_url or redis_url_for(backend, E2E_REDIS_DB[backend]),
         "LOOMI_SECRET_KEY": "e2e-secret",
         "LOOMI_LOG_LEVEL": "warning",
         "LOOMI_SCAN_SECONDS": "0.2",
