@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 from typing import Sequence
 
 import orjson
@@ -28,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--full", action="store_true", help="print whole payloads")
     again = dlq_sub.add_parser("replay", help="queue dead-lettered events for ingest again")
     again.add_argument("--limit", type=int, default=1000, help="at most this many, oldest first")
+    importing = sub.add_parser("import", help="import message history from a hub JSONL file (one message per line)")
+    importing.add_argument("file", type=Path, help="the .jsonl file")
+    importing.add_argument("--email", help="import for this user (default: the local owner)")
     return parser
 
 
@@ -69,6 +73,17 @@ async def _dlq(settings: Settings, args: argparse.Namespace) -> None:
             print(f"    payload: {payload}")
 
 
+async def _import(settings: Settings, args: argparse.Namespace) -> int:
+    from imports.command import run_import
+    from loomi.runtime import open_local_hub
+
+    if not args.file.is_file():
+        print(f"loomi import: no such file {args.file}", file=sys.stderr)
+        return 1
+    async with open_local_hub(settings) as hub:
+        return await run_import(hub, args.file, args.email)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -97,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(_login(settings))
     elif args.command == "dlq":
         asyncio.run(_dlq(settings, args))
+    elif args.command == "import":
+        return asyncio.run(_import(settings, args))
     return 0
 
 

@@ -6,6 +6,7 @@ import base64
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
+import orjson
 from pydantic import AliasChoices, BeforeValidator, Field, model_validator
 from sqlalchemy.exc import IntegrityError
 from starlette.requests import Request
@@ -17,6 +18,10 @@ from api.errors import ApiError, bad_request, not_found
 from api.responses import json
 from api.schemas import Body
 from connectors.registry import CONNECTORS
+from imports.apply import import_records
+from imports.jsonl import parse_bytes
+from imports.openloomi import parse_messages
+from imports.records import BadInput
 from store import accounts as account_store
 from store import messages as message_store
 from workers.outbound import deliver
@@ -300,10 +305,80 @@ async def raw(request: Request, user: Principal, query: RawQuery):
     }
 
 
+MAX_IMPORT_BYTES = 64 << 20
+
+
+def _import_failed(err: BadInput) -> ApiError:
+    where = f"Line {err.line}" if err.line else "Input"
+    return bad_request(f"{where} is invalid; nothing was imported", "invalid_import", str(err))
+
+
+async def _import_body(request: Request) -> bytes:
+    """The JSONL: the raw body, or the `file` part of a multipart form."""
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        async with request.form(max_part_size=MAX_IMPORT_BYTES) as form:
+            upload = form.get("file")
+            if upload is None or isinstance(upload, str):
+                raise bad_request("A multipart import needs a `file` part", "invalid_import")
+            body = await upload.read()
+    else:
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_IMPORT_BYTES:
+                break
+        body = bytes(body)
+    if len(body) > MAX_IMPORT_BYTES:
+        raise ApiError(400, "Import too large", "body_too_large", f"limit is {MAX_IMPORT_BYTES} bytes per request")
+    return body
+
+
+@endpoint()
+async def import_messages(request: Request, user: Principal):
+    """Import history: hub JSONL (one message per line) as the body or a multipart `file`."""
+    body = await _import_body(request)
+    try:
+        records = parse_bytes(body)
+    except BadInput as err:
+        raise _import_failed(err) from None
+    if not records:
+        raise bad_request("Nothing to import", "invalid_import", "the body has no message lines")
+    result = await import_records(hub_of(request).engine, user.id, records)
+    return result.json()
+
+
+@endpoint()
+async def raw_import(request: Request, user: Principal):
+    """openloomi's bulk import: `{messages:[{messageId, platform, botId, channel, person, timestamp, content}]}`."""
+    body = await _import_body(request)  # bulk bodies outgrow read_json's 1 MB limit
+    try:
+        data = orjson.loads(body) if body.strip() else {}
+    except orjson.JSONDecodeError:
+        raise bad_request("Request body is not valid JSON", "invalid_json") from None
+    if not isinstance(data, dict):
+        raise bad_request("Request body must be a JSON object", "invalid_input")
+    try:
+        records = parse_messages(data.get("messages"))
+    except BadInput as err:
+        raise _import_failed(err) from None
+    hub = hub_of(request)
+    result = await import_records(hub.engine, user.id, records)
+    return {
+        "success": True,
+        "message": f"Stored {result.imported} of {result.total} messages",
+        "storage": hub.engine.dialect.name,
+        "stored": result.imported,
+        "count": result.total,
+        **result.json(),
+    }
+
+
 routes = [
     Route("/api/messages", list_messages, methods=["GET"]),
     Route("/api/messages", send_message, methods=["POST"]),
     Route("/api/messages/sync", sync_messages, methods=["GET", "POST"]),
     Route("/api/messages/check", check, methods=["GET"]),
     Route("/api/messages/raw", raw, methods=["GET"]),
+    Route("/api/messages/raw", raw_import, methods=["POST"]),
+    Route("/api/messages/import", import_messages, methods=["POST"]),
 ]
