@@ -182,3 +182,33 @@ insights = sa.Table(
     sa.Index("ix_insights_user_updated", "user_id", "updated_at"),
     sa.Index("ix_insights_user_chat", "user_id", "chat_id"),
 )
+
+insight_brief = sa.Table(
+    "insight_brief",
+    metadata,
+    # The person's brief category (urgent | important | monitor | archive) per insight.
+    # source `auto` rows come from sync and may be replaced or cleaned; `override` rows, pins and
+    # explicit unpins (`unpinned_at`) are the person's, and nothing automatic changes them.
+    sa.Column("user_id", sa.String(40), sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("insight_id", sa.String(40), sa.ForeignKey("insights.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("category", sa.String(10), nullable=False),
+    sa.Column("source", sa.String(10), nullable=False),  # auto | override
+    sa.Column("pinned", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("unpinned_at", Millis),  # the person took it off the brief; sync must not bring it back
+    sa.Column("updated_at", Millis, nullable=False),
+)
+
+insight_tabs = sa.Table(
+    "insight_tabs",
+    metadata,
+    # Saved filters over `insights` ({match, conditions[]}, ai/insights/filters.py), in tab order.
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("user_id", sa.String(40), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("filter", JSON, nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("position", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", Millis, nullable=False),
+    sa.Column("updated_at", Millis, nullable=False),
+    sa.Index("ix_insight_tabs_user_position", "user_id", "position"),
+)
