@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from connectors.base import Change, ChangeKind, Message
 from store.ids import new_id, now_ms
 from store.schema import messages, users
+from store.text import without_nul
 
 KEY = ["account_id", "chat_id", "native_id"]
 
@@ -92,6 +93,7 @@ async def apply_changes(conn: AsyncConnection, items: list[Owned]) -> int:
     """Write a batch in the caller's transaction; returns rows inserted or changed."""
     if not items:
         return 0
+    items = [without_nul(item) for item in items]  # the store's one text rule: store/text.py
     now = now_ms()
     by_user: dict[str, list[Owned]] = {}
     for item in items:
@@ -227,7 +229,7 @@ async def insert_outbound(
         "reply_to_id": reply_to_id,
         "is_self": True,
         "direction": "outbound",
-        "text": text,
+        "text": without_nul(text),
         "content_type": "text",
         "attachments": [],
         "mentions": [],
@@ -270,7 +272,7 @@ async def mark_sent(
                         native_id=native_id,
                         status="sent",
                         sent_at=sent_at,
-                        raw=raw,
+                        raw=without_nul(raw),
                         thread_id=thread_id or row.get("thread_id"),
                         error=None,
                         seq=seq,

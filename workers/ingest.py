@@ -13,10 +13,11 @@ import asyncio
 import logging
 import time
 
+import asyncpg
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 
 from connectors.base import Envelope
 from connectors.registry import UnknownPlatform
@@ -148,6 +149,8 @@ class Ingestor:
         self.processed += len(done)
 
     async def _write(self, items: list[tuple[str, bytes, list[Owned]]]) -> None:
+        """One transaction for the batch; if it fails for any reason but the database being
+        away, each entry is written alone and the ones that still fail are dead-lettered."""
         flat = [o for _, _, owned in items for o in owned]
         if not flat:
             return
@@ -155,15 +158,29 @@ class Ingestor:
             async with self.hub.engine.begin() as conn:
                 await apply_changes(conn, flat)
             return
-        except OperationalError:
-            raise  # the database is away: keep the batch unacked, it will be retried
-        except DBAPIError:
-            log.warning("batch of %d refused; retrying one by one", len(items))
+        except Exception as err:  # noqa: BLE001 - driver errors (asyncpg's COPY) are not DBAPIError
+            if database_away(err):
+                raise  # keep the batch unacked: run() pauses and it is retried
+            log.warning("batch of %d refused (%s); retrying one by one", len(items), type(err).__name__)
         for eid, raw, owned in items:
             try:
                 async with self.hub.engine.begin() as conn:
                     await apply_changes(conn, owned)
-            except OperationalError:
-                raise
-            except DBAPIError as err:
-                await dead_letter(self.hub.redis, raw, f"store refused: {str(err.orig)[:300]}", eid)
+            except Exception as err:  # noqa: BLE001
+                if database_away(err):
+                    raise
+                reason = str(getattr(err, "orig", None) or err)[:300]
+                await dead_letter(self.hub.redis, raw, f"store refused: {type(err).__name__}: {reason}", eid)
+
+
+def database_away(err: BaseException) -> bool:
+    """The database (or our connection to it) is unavailable, as opposed to refusing this data."""
+    if isinstance(err, (OperationalError, InterfaceError, DisconnectionError, OSError)):  # OSError: refused, reset, timeout
+        return True
+    if isinstance(err, DBAPIError) and err.connection_invalidated:
+        return True
+    # asyncpg's own errors reach us unwrapped from the COPY path (store/messages.py); its
+    # InterfaceError is "connection closed" and the like, except ValueError kinds (bad input)
+    if isinstance(err, asyncpg.InterfaceError):
+        return not isinstance(err, ValueError)
+    return isinstance(err, (asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError))

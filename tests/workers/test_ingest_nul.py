@@ -1,0 +1,94 @@
+"""One bad row never blocks ingest (issue 7, item 7).
+
+A NUL character (U+0000) made PostgreSQL's COPY fail with an asyncpg error the fallback did not
+catch, so the whole batch was retried forever. The store now removes NUL from every text it
+writes (store/text.py), on both databases alike, and any failure of a batch falls back to
+writing its entries one by one, dead-lettering only the one the database refuses.
+
+Real parts: Telegram updates through the real stream, the Telegram connector's `normalize`,
+the Ingestor and both databases; read back through the API.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import sqlalchemy as sa
+
+from store.ids import now_ms
+from store.model import Envelope
+from store.schema import accounts, chats
+from tests.e2e.harness import e2e_env, fresh_database, running_hub
+from workers import keys
+from workers.ingest import Ingestor, ensure_group
+from workers.stream import append
+
+ACCOUNT = "acct_nul_test"
+
+
+def _update(i: int, text: str, *, name: str = "Alice", title: str = "Team", chat: int = -100, date: int = 1_700_000_000, **extra: Any) -> dict[str, Any]:
+    return {
+        "update_id": 1000 + i,
+        "message": {
+            "message_id": i,
+            "date": date,
+            "chat": {"id": chat, "type": "supergroup", "title": title},
+            "from": {"id": 9, "is_bot": False, "first_name": name, "last_name": "Lid\u0000dell" if "\u0000" in name else "L"},
+            "text": text,
+            "entities": [{"type": "bold", "offset": 0, "length": 1, "url": "x\u0000y" if "\u0000" in text else "xy"}],
+            **extra,
+        },
+    }
+
+
+@pytest.mark.parametrize("refused_row", [False, True], ids=["nul", "nul-and-refused-row"])
+async def test_a_batch_with_nul_lands_whole_and_nothing_gets_stuck(backend: str, tmp_path: Path, refused_row: bool) -> None:
+    async with fresh_database(backend, tmp_path) as db:
+        async with running_hub(e2e_env(backend, tmp_path, db), worker=False) as hub:
+            headers = await hub.login()
+            me = (await hub.client.get("/api/remote-auth/user", headers=headers)).json()
+            async with hub.hub.engine.begin() as conn:
+                await conn.execute(accounts.insert().values(
+                    id=ACCOUNT, user_id=me["id"], platform="telegram", external_id="777", name="bot", credentials=None,
+                    settings={}, resume={}, enabled=False, state="stopped", created_at=now_ms(), updated_at=now_ms(),
+                ))
+            updates = [_update(i, f"good {i}") for i in range(12)]
+            updates.insert(4, _update(100, "a\u0000b", name="Al\u0000ice", title="Te\u0000am"))  # NUL in text, names, raw JSON
+            updates.insert(8, _update(101, "renamed", chat=-200, new_chat_title="New\u0000Title"))  # a chat change with NUL
+            if refused_row:  # sent_at beyond 64 bits: refused by both databases, not as a DBAPIError
+                updates.insert(10, _update(102, "from the far future", date=10**17))
+            envelopes = [Envelope("telegram", ACCOUNT, str(u["update_id"]), now_ms(), u) for u in updates]
+            assert await append(hub.hub.redis, envelopes) == len(envelopes)
+
+            await ensure_group(hub.hub.redis)
+            ingestor = Ingestor(hub.hub, "test-consumer", block_ms=50)
+            assert await ingestor.step() == len(envelopes)  # one batch, and it did not raise
+
+            # nothing stuck: the stream is drained and nothing is pending for a retry
+            assert await hub.hub.redis.xlen(keys.INBOUND_STREAM) == 0
+            pending = await hub.hub.redis.xpending(keys.INBOUND_STREAM, keys.INGEST_GROUP)
+            assert pending["pending"] == 0
+            # only the refused row is dead-lettered
+            dead = [orjson.loads(d) for d in await hub.hub.redis.lrange(keys.DEAD_LETTERS, 0, -1)]
+            assert [d["envelope"]["payload"]["update_id"] for d in dead] == ([1102] if refused_row else []), dead
+            assert all(d["error"].startswith("store refused") for d in dead)
+
+            # every other message is stored, NUL removed the same way on both databases
+            got = await hub.messages(headers)
+            assert sorted(m["text"] for m in got) == sorted([f"good {i}" for i in range(12)] + ["ab", "renamed"])
+            nul = next(m for m in got if m["text"] == "ab")
+            assert nul["senderName"] == "Alice Liddell" and nul["chatName"] == "Team"
+            raw = (await hub.client.get("/api/messages/raw", params={"id": nul["id"]}, headers=headers)).json()["raw"]
+            assert raw["message"]["text"] == "ab" and raw["message"]["entities"][0]["url"] == "xy"
+            assert "\u0000" not in orjson.dumps([m for m in got]).decode() and "\\u0000" not in orjson.dumps(raw).decode()
+            async with hub.hub.engine.connect() as conn:
+                names = dict((await conn.execute(sa.select(chats.c.chat_id, chats.c.name).where(chats.c.account_id == ACCOUNT))).all())
+            assert names == {"-100": "Team", "-200": "NewTitle"}
+
+            # and the next batch goes through as usual
+            await append(hub.hub.redis, [Envelope("telegram", ACCOUNT, "2000", now_ms(), _update(200, "after"))])
+            assert await ingestor.step() == 1
+            assert await hub.with_text(headers, "after")
