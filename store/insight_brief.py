@@ -1,0 +1,177 @@
+"""Brief rows (`insight_brief`): the category each insight has in the person's brief.
+
+Two owners write here and must never collide. The automatic side (`sync`) writes rows with
+source `auto` and may replace or delete them. The person writes overrides (source `override`),
+pins (`pinned`) and explicit unpins (`unpinned_at`); `sync` and a plain `cleanup` leave those
+rows alone, only `cleanup(force=True)` forgets them. Every function takes the owner's id and
+touches only that owner's rows. Callers check ids with `owned()` first (NotOwned -> 404) and pass
+the automatic category of each id (`auto`, from ai/insights/brief.py): the store does not score.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from store.schema import insight_brief, insights
+
+# The columns the score needs; descriptions and message ids stay in the database.
+SCORE_COLUMNS = (
+    insights.c.id, insights.c.title, insights.c.importance, insights.c.urgency, insights.c.my_tasks,
+    insights.c.waiting_for_me, insights.c.waiting_for_others, insights.c.is_unreplied, insights.c.due_date,
+    insights.c.as_of, insights.c.updated_at,
+)
+
+
+class NotOwned(LookupError):
+    """Some insight ids are not the owner's (or do not exist): the caller answers 404."""
+
+    def __init__(self, ids: list[str]) -> None:
+        super().__init__(f"{len(ids)} insight id(s) not found")
+        self.ids = ids
+
+
+def _insert(conn: AsyncConnection) -> Any:
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(insight_brief)
+
+
+async def owned(conn: AsyncConnection, user_id: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The owner's insights among `ids` (score columns), or NotOwned naming the others."""
+    wanted = list(dict.fromkeys(ids))
+    if not wanted:
+        return {}
+    rows = await conn.execute(sa.select(*SCORE_COLUMNS).where(insights.c.user_id == user_id, insights.c.id.in_(wanted)))
+    found = {row.id: dict(row._mapping) for row in rows}
+    missing = [i for i in wanted if i not in found]
+    if missing:
+        raise NotOwned(missing)
+    return found
+
+
+async def all_scored(conn: AsyncConnection, user_id: str) -> list[dict[str, Any]]:
+    rows = await conn.execute(sa.select(*SCORE_COLUMNS).where(insights.c.user_id == user_id))
+    return [dict(row._mapping) for row in rows]
+
+
+async def rows_of(conn: AsyncConnection, user_id: str, ids: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+    """The owner's brief rows by insight id (all of them when `ids` is None)."""
+    stmt = sa.select(insight_brief).where(insight_brief.c.user_id == user_id)
+    if ids is not None:
+        stmt = stmt.where(insight_brief.c.insight_id.in_(list(ids)))
+    return {row.insight_id: dict(row._mapping) for row in await conn.execute(stmt)}
+
+
+def is_persons(row: dict[str, Any] | None) -> bool:
+    """A row the person made: sync and a plain cleanup never change it."""
+    return bool(row) and (row["source"] == "override" or row["pinned"] or row["unpinned_at"] is not None)
+
+
+async def _upsert(conn: AsyncConnection, values: dict[str, Any], update: list[str]) -> None:
+    stmt = _insert(conn).values(**values)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[insight_brief.c.user_id, insight_brief.c.insight_id],
+        set_={name: getattr(stmt.excluded, name) for name in update},
+    )
+    await conn.execute(stmt)
+
+
+async def sync(conn: AsyncConnection, user_id: str, ids: list[str], auto: dict[str, str], now_ms: int) -> tuple[int, int]:
+    """Record `ids` as the brief's automatic list; returns (synced, cleaned).
+
+    Each id gets an `auto` row with its category from `auto` (the client's or the score's);
+    the person's rows are left as they are (an unpinned one is not counted as synced). `auto`
+    rows of insights no longer in the list are deleted: that count is `cleaned`.
+    """
+    existing = await rows_of(conn, user_id, ids)
+    synced = 0
+    for insight_id in dict.fromkeys(ids):
+        row = existing.get(insight_id)
+        if row and row["unpinned_at"] is not None:
+            continue
+        synced += 1
+        if is_persons(row):
+            continue
+        values = {"user_id": user_id, "insight_id": insight_id, "category": auto[insight_id], "source": "auto",
+                  "pinned": False, "unpinned_at": None, "updated_at": now_ms}
+        await _upsert(conn, values, ["category", "updated_at"])
+    stale = await conn.execute(
+        sa.delete(insight_brief).where(
+            insight_brief.c.user_id == user_id,
+            insight_brief.c.source == "auto",
+            insight_brief.c.pinned == sa.false(),
+            insight_brief.c.unpinned_at.is_(None),
+            insight_brief.c.insight_id.not_in(ids),
+        )
+    )
+    return synced, int(stale.rowcount or 0)
+
+
+async def set_overrides(
+    conn: AsyncConnection, user_id: str, overrides: dict[str, str | None], auto: dict[str, str], now_ms: int
+) -> None:
+    """The person's categories; None gives the insight back to the automatic side."""
+    existing = await rows_of(conn, user_id, overrides)
+    for insight_id, category in overrides.items():
+        row = existing.get(insight_id)
+        if category is not None:
+            values = {"user_id": user_id, "insight_id": insight_id, "category": category, "source": "override",
+                      "pinned": False, "unpinned_at": None, "updated_at": now_ms}
+            await _upsert(conn, values, ["category", "source", "updated_at"])
+        elif row is None:
+            continue
+        elif row["pinned"] or row["unpinned_at"] is not None:
+            await conn.execute(
+                sa.update(insight_brief)
+                .where(insight_brief.c.user_id == user_id, insight_brief.c.insight_id == insight_id)
+                .values(category=auto[insight_id], source="auto", updated_at=now_ms)
+            )
+        else:
+            await conn.execute(
+                sa.delete(insight_brief).where(insight_brief.c.user_id == user_id, insight_brief.c.insight_id == insight_id)
+            )
+
+
+async def set_pins(
+    conn: AsyncConnection, user_id: str, ids: list[str], pinned: bool, auto: dict[str, str], now_ms: int,
+    category: str | None = None,
+) -> None:
+    """Pin (keep in the brief) or unpin (take off, and keep sync from bringing it back)."""
+    existing = await rows_of(conn, user_id, ids)
+    for insight_id in dict.fromkeys(ids):
+        row = existing.get(insight_id)
+        values: dict[str, Any] = {
+            "user_id": user_id,
+            "insight_id": insight_id,
+            "category": category or (row["category"] if row else auto[insight_id]),
+            "source": "override" if category else (row["source"] if row else "auto"),
+            "pinned": pinned,
+            "unpinned_at": None if pinned else now_ms,
+            "updated_at": now_ms,
+        }
+        await _upsert(conn, values, ["category", "source", "pinned", "unpinned_at", "updated_at"])
+
+
+async def cleanup(conn: AsyncConnection, user_id: str, force: bool) -> int:
+    """Forget automatic rows (and with `force`, the person's too); returns how many."""
+    stmt = sa.delete(insight_brief).where(insight_brief.c.user_id == user_id)
+    if not force:
+        stmt = stmt.where(
+            insight_brief.c.source == "auto",
+            insight_brief.c.pinned == sa.false(),
+            insight_brief.c.unpinned_at.is_(None),
+        )
+    return int((await conn.execute(stmt)).rowcount or 0)
+
+
+async def pinned_insights(conn: AsyncConnection, user_id: str) -> list[dict[str, Any]]:
+    """The owner's pinned insights (full rows) with their `brief_category`, last pinned first."""
+    rows = await conn.execute(
+        sa.select(insights, insight_brief.c.category.label("brief_category"))
+        .join(insight_brief, sa.and_(insight_brief.c.insight_id == insights.c.id, insight_brief.c.user_id == insights.c.user_id))
+        .where(insights.c.user_id == user_id, insight_brief.c.pinned == sa.true())
+        .order_by(insight_brief.c.updated_at.desc(), insights.c.id)
+    )
+    return [dict(row._mapping) for row in rows]
