@@ -1,4 +1,9 @@
-"""Who is calling: the session cookie first, then `Authorization: Bearer`, as openloomi does."""
+"""Who is calling: `Authorization: Bearer` (or `X-Api-Key`) when sent, else the session cookie.
+
+An explicit token wins: a browser's cookie for one person must never override the token
+another request carries. Cookie-authenticated writes must prove they are not a cross-site
+form post (`check_not_cross_site`): a JSON body, or a same-origin `Origin`.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.errors import unauthorized
+from api.errors import ApiError, unauthorized
 from loomi.hub import Hub
 from store.users import load_principal
 
 COOKIE = "loomi_session"
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+MULTIPART_PATHS = frozenset({"/api/ai/v1/upload", "/api/ai/v1/audio/transcriptions"})  # upload routes
 
 
 @dataclass(frozen=True)
@@ -20,6 +27,7 @@ class Principal:
     user: dict[str, Any]
     session_id: str
     token: str
+    via: str = "bearer"  # bearer | cookie
 
     @property
     def id(self) -> str:
@@ -49,14 +57,58 @@ async def principal_from_token(hub: Hub, token: str) -> Principal | None:
     return Principal(user=user, session_id=claims.session_id, token=token)
 
 
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def _same_origin(request: Request, origin: str) -> bool:
+    own = {f"{request.url.scheme}://{request.headers.get('host', '')}".lower()}
+    public = hub_of(request).settings.public_url
+    if public:
+        own.add(public.rstrip("/").lower())
+    return origin.rstrip("/").lower() in own
+
+
+def check_not_cross_site(request: Request) -> None:
+    """403 for a cookie-authenticated write a cross-site page could have sent.
+
+    Browsers send HTML-form content types (text/plain, urlencoded, multipart) cross-site
+    without asking; `application/json` needs a CORS preflight we never grant. So a write is
+    accepted with a JSON body (multipart only on upload routes), or a same-origin `Origin`;
+    a foreign `Origin` is refused whatever the body.
+    """
+    if request.method not in STATE_CHANGING:
+        return
+    origin = request.headers.get("origin")
+    if origin is not None and origin != "null" and _same_origin(request, origin):
+        return
+    media = _media_type(request)
+    json_body = media == "application/json" or media.endswith("+json")
+    upload = media == "multipart/form-data" and request.url.path in MULTIPART_PATHS
+    if origin is None and (json_body or upload):
+        return
+    raise ApiError(
+        403,
+        "Cross-site request refused",
+        "cross_site_request",
+        "a write authenticated by the session cookie needs Content-Type: application/json "
+        "(multipart/form-data for uploads) or a same-origin Origin; or send Authorization: Bearer",
+    )
+
+
 async def authenticate(request: Request) -> Principal:
+    """The bearer token when one is sent (never falling back to the cookie), else the cookie."""
     hub = hub_of(request)
-    for token in (request.cookies.get(COOKIE), bearer_token(request)):
-        if token:
-            principal = await principal_from_token(hub, token)
-            if principal is not None:
-                return principal
-    raise unauthorized("missing, expired or revoked token")
+    token, via = bearer_token(request), "bearer"
+    if not token:
+        token, via = request.cookies.get(COOKIE), "cookie"
+    principal = await principal_from_token(hub, token) if token else None
+    if principal is None:
+        raise unauthorized("missing, expired or revoked token")
+    if via == "cookie":
+        check_not_cross_site(request)
+        principal = Principal(principal.user, principal.session_id, principal.token, via)
+    return principal
 
 
 async def start_session(hub: Hub, user: dict[str, Any], kind: str) -> str:

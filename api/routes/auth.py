@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from api import ratelimit
-from api.auth import COOKIE, Principal, hub_of, principal_from_token, session_response, set_session_cookie, start_session
+from api.auth import COOKIE, Principal, check_not_cross_site, hub_of, principal_from_token, session_response, set_session_cookie, start_session
 from api.endpoint import endpoint
 from api.errors import ApiError, bad_request
 from api.passwords import hash_password, verify_password
@@ -132,6 +132,8 @@ async def clear_auth_cookie(request: Request):
     """Log out: revoke the cookie's session and clear the cookie."""
     hub = hub_of(request)
     token = request.cookies.get(COOKIE)
+    if token:
+        check_not_cross_site(request)  # a cross-site page must not sign people out
     if token and (principal := await principal_from_token(hub, token)) is not None:
         async with hub.engine.begin() as conn:
             await revoke_session(conn, principal.session_id)

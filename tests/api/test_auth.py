@@ -115,7 +115,7 @@ async def test_set_token_and_clear_cookie_revokes_session(client: httpx.AsyncCli
     r = await client.post("/api/auth/set-token", json={"token": user["token"]})
     assert r.status_code == 200 and COOKIE in r.cookies
     assert (await client.get("/api/remote-auth/user")).status_code == 200  # via cookie
-    r = await client.post("/api/auth/clear-auth-cookie")
+    r = await client.post("/api/auth/clear-auth-cookie", headers={"origin": str(client.base_url).rstrip("/")})  # as a browser sends it
     assert r.status_code == 200
     client.cookies.clear()
     assert (await client.get("/api/remote-auth/user", headers=user["headers"])).status_code == 401
