@@ -1,44 +1,146 @@
-"""Logging set-up with secret redaction.
+"""Logging set-up with secret redaction, for every logger of every library.
 
-Tokens travel in query strings (OAuth `code`/`state`, `?authToken=`) and could reach the
-access log or an exception message; the filter masks them before any handler sees the record.
+Credentials travel in places we do not control: httpx logs each request URL (Telegram's
+`/bot<token>/getUpdates`), SDKs log headers and query strings, exceptions quote payloads.
+The filter formats each record's message completely (arguments of any type, the traceback,
+the stack) and masks it before any handler writes it. Two layers: patterns for the shapes
+credentials take (bot tokens in paths, Slack tokens, Bearer headers, secret query params and
+JSON fields, JWTs, API keys), and the exact values the vault has sealed or opened, so a
+credential with no recognisable shape is masked too.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
+from typing import Any, Iterable
 
-_SECRET_PARAM = re.compile(
-    r"(?i)([?&](?:code|state|token|auth_?token|access_token|refresh_token|secret|password|key|api_key|ticket)=)[^&\s\"']*"
-)
-_SECRET_VALUE = re.compile(
-    r"(eyJ[\w-]{6,}\.[\w-]{6,}\.[\w-]{6,}|xox[abposr]-[\w-]+|xapp-[\w-]+|\b\d{6,12}:[\w-]{30,}\b|sk-[\w-]{16,})"
-)
+MASK = "[redacted]"
+_NAMES = r"client_secret|access_token|refresh_token|id_token|auth_?token|bot_?token|app_?token|api_?key|webhook_secret|signing_secret|password|passwd|secret|token|ticket"
+_ANY = rf"(?:{_NAMES})"
+_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    # query strings: ?code=…&state=… (words too common to mask outside a query string)
+    (re.compile(rf"(?i)([?&;](?:{_NAMES}|code|state|key|sig|signature)=)[^&\s\"'<>]*"), rf"\1{MASK}"),
+    # form bodies and key=value lines: client_secret=…, token=…
+    (re.compile(rf"(?i)((?<![\w-]){_ANY}=)[^&\s\"'<>,]*"), rf"\1{MASK}"),
+    # JSON and Python reprs: "password": "…", 'bot_token': '…'
+    (re.compile(rf"(?i)([\"']{_ANY}[\"']\s*:\s*[\"'])[^\"']*"), rf"\1{MASK}"),
+    # Authorization headers: Bearer …, Basic …, Bot … (Discord)
+    (re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?(?:bearer|basic|bot)?\s*)[^\s\"',]+"), rf"\1{MASK}"),
+    (re.compile(r"(?i)\b((?:bearer|basic)\s+)[\w.~+/=-]{8,}"), rf"\1{MASK}"),
+    # Telegram bot tokens: /bot<id>:<secret>/ in URL paths, and bare <id>:<secret>
+    (re.compile(r"(?<=/bot)[^/\s?#\"']{10,}"), MASK),
+    (re.compile(r"(?<!\d)\d{3,15}:[\w-]{20,}"), MASK),
+    # Slack tokens, OpenAI-style keys, JWTs (hub tokens are JWTs)
+    (re.compile(r"\bxox[a-z]-[\w-]+|\bxapp-[\w-]+|\bsk-[\w-]{16,}"), MASK),
+    (re.compile(r"\beyJ[\w-]{4,}\.[\w-]{4,}\.[\w-]*"), MASK),
+]
+
+
+class _Known:
+    """Exact credential values seen by the vault; bounded, newest kept."""
+
+    LIMIT = 4096
+    MIN_LENGTH = 8
+
+    def __init__(self) -> None:
+        self._values: dict[str, None] = {}
+        self._lock = threading.Lock()
+        self.pattern: re.Pattern[str] | None = None
+
+    def add(self, values: Iterable[str]) -> None:
+        fresh = [v for v in values if len(v) >= self.MIN_LENGTH and v not in self._values]
+        if not fresh:
+            return
+        with self._lock:
+            for value in fresh:
+                self._values[value] = None
+            while len(self._values) > self.LIMIT:
+                self._values.pop(next(iter(self._values)))
+            ordered = sorted(self._values, key=len, reverse=True)  # longest first: no partial masks
+            self.pattern = re.compile("|".join(re.escape(v) for v in ordered))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._values.clear()
+            self.pattern = None
+
+
+_known = _Known()
+_PUBLIC_KEY = re.compile(r"(?i)(^|_)(ids?|names?|urls?|scopes?|type|kind|mode|expires(_at|_in)?|at)$|Id$")
+
+
+def remember_secrets(credentials: Any) -> None:
+    """Mask these credential values in every later log line (the vault calls this).
+
+    String leaves of 8+ characters count, except under keys that name public facts (ids,
+    names, URLs, scopes): masking a team id would only make the logs useless.
+    """
+    found: list[str] = []
+
+    def walk(value: Any, key: str = "") -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, str(k))
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                walk(v, key)
+        elif isinstance(value, str) and not _PUBLIC_KEY.search(key):
+            found.append(value)
+
+    walk(credentials)
+    _known.add(found)
 
 
 def redact(text: str) -> str:
-    return _SECRET_VALUE.sub("[redacted]", _SECRET_PARAM.sub(r"\1[redacted]", text))
+    known = _known.pattern
+    if known is not None:
+        text = known.sub(MASK, text)
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 class RedactSecrets(logging.Filter):
+    """Format the record completely, then mask: nothing unmasked reaches a handler."""
+
+    _formatter = logging.Formatter()
+
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.args:
-            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)  # type: ignore[assignment]
-        if isinstance(record.msg, str):
-            record.msg = redact(record.msg)
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format string must not hide the line
+            message = f"{record.msg!r} % {record.args!r}"
+        record.msg, record.args = redact(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self._formatter.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return True
 
 
+# Libraries that log one INFO line per HTTP request (with its URL) or per cron run.
+CHATTY = ("httpx", "httpcore", "alembic", "arq.worker")
+
+
+def handler(stream: Any = None) -> logging.Handler:
+    """The hub's log handler: one line per record, secrets masked."""
+    out = logging.StreamHandler(stream)
+    out.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    out.addFilter(RedactSecrets())
+    return out
+
+
 def configure(level: str = "info") -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactSecrets())
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [handler()]
     root.setLevel(level.upper())
-    for quiet in ("alembic", "arq.worker"):  # per-migration and per-cron-run chatter
-        logging.getLogger(quiet).setLevel(logging.WARNING)
+    debug = level.lower() == "debug"
+    for quiet in CHATTY:  # per-request and per-migration chatter, unless asked for
+        logging.getLogger(quiet).setLevel(logging.NOTSET if debug else logging.WARNING)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
         logger.handlers[:] = []

@@ -16,6 +16,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from loomi.logs import remember_secrets
+
 
 class CredentialError(Exception):
     """A ciphertext that no known key opens."""
@@ -34,10 +36,12 @@ def _key_id(key: bytes) -> str:
 class Vault:
     def __init__(self, secret: str, old_secrets: list[str] | None = None) -> None:
         keys = [_derive(s) for s in [secret, *(old_secrets or [])]]
+        remember_secrets([secret, *(old_secrets or [])])
         self.current_kid = _key_id(keys[0])
         self._keys = {_key_id(k): AESGCM(k) for k in keys}
 
     def encrypt(self, value: dict, bound_to: str) -> str:
+        remember_secrets(value)  # whatever we seal is never printed in a log line
         nonce = os.urandom(12)
         sealed = self._keys[self.current_kid].encrypt(nonce, orjson.dumps(value), bound_to.encode())
         return f"{self.current_kid}.{base64.urlsafe_b64encode(nonce + sealed).decode()}"
@@ -49,9 +53,11 @@ class Vault:
             raise CredentialError(f"credentials were sealed with unknown key {kid}")
         raw = base64.urlsafe_b64decode(body)
         try:
-            return orjson.loads(aead.decrypt(raw[:12], raw[12:], bound_to.encode()))
+            value = orjson.loads(aead.decrypt(raw[:12], raw[12:], bound_to.encode()))
         except Exception:
             raise CredentialError("credentials do not open with their key") from None
+        remember_secrets(value)  # whatever we open is never printed in a log line
+        return value
 
     def needs_rotation(self, token: str) -> bool:
         return not token.startswith(self.current_kid + ".")

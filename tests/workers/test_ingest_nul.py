@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from store.ids import now_ms
-from store.model import Envelope
+from connectors.base import Envelope
 from store.schema import accounts, chats
 from tests.e2e.harness import e2e_env, fresh_database, running_hub
 from workers import keys
