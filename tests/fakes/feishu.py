@@ -505,6 +505,9 @@ class FakeFeishu:
                 return web.json_response({"code": 99992402, "msg": "field validation failed"}, status=400)
             body = await request.json()
             return self._bot_message(app, str(body.get("receive_id")), body, None)
+        if len(parts) == 4 and parts[:3] == ["im", "v1", "chats"] and request.method == "GET":
+            chat = self._chats.get(parts[3])
+            return self._ok(**copy.deepcopy(chat)) if chat else self._fail(232011, "chat not found")
         if len(parts) == 4 and parts[:3] == ["im", "v1", "messages"] and request.method == "GET":
             item = self._find(parts[3])
             return self._ok(items=[copy.deepcopy(item)]) if item else self._fail(230011, "message not found")
