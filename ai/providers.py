@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from config.settings import Settings
 
+KINDS = frozenset({"openai", "local"})  # one adapter each in ai/upstreams (a test checks they match)
 CAPABILITIES = frozenset({"chat", "embeddings", "images", "speech", "transcriptions"})
 LOCAL = "local"
 
@@ -123,8 +124,6 @@ class _ProviderIn(BaseModel):
     @field_validator("kind")
     @classmethod
     def _kind(cls, value: str) -> str:
-        from ai.upstreams import KINDS
-
         if value not in KINDS:
             raise ValueError(f"unknown kind {value!r}; known: {', '.join(sorted(KINDS))}")
         return value

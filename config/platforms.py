@@ -1,7 +1,11 @@
-"""The platform table: public API roots and OAuth endpoints as data, like a provider catalogue.
+"""The platform table: one row per platform, like a provider catalogue.
 
-A connector reads its row here instead of hard-coding hosts, so `LOOMI_<PLATFORM>_BASE_URL`
-can point every call (REST, token exchange, websocket discovery) at a loopback fake.
+A row names the platform's connector (chat accounts) or sign-in provider (signing in to the
+hub), its own settings model (`LOOMI_<PLATFORM>_*` beyond the shared ones), the abilities its
+connector claims (a test checks each claim), and its public API root and OAuth endpoints as
+data, so `LOOMI_<PLATFORM>_BASE_URL` can point every call (REST, token exchange, websocket
+discovery) at a loopback fake. Adding a platform is its `connectors/<name>/` folder plus a row.
+Classes are named by import path and loaded on first use, so this module imports nothing.
 """
 
 from __future__ import annotations
@@ -18,8 +22,27 @@ class Platform:
     scopes: tuple[str, ...] = ()
     scope_separator: str = ","
     pkce: bool = False
-    oauth_login: bool = False  # used to sign in to the hub (github, google), not a chat account
-    extra_env: tuple[str, ...] = field(default=())  # per-platform extra settings, e.g. APP_TOKEN
+    connector: str | None = None  # "module:Class" of its chat connector
+    login: str | None = None  # "module:Class" of its sign-in provider (github, google)
+    settings_model: str | None = None  # "module:Class", a PlatformSettings subclass
+    abilities: frozenset[str] = field(default=frozenset())  # what the connector claims, see ABILITIES
+
+    @property
+    def oauth_login(self) -> bool:
+        """Used to sign in to the hub, not to connect a chat account."""
+        return self.login is not None
+
+
+# ability name -> the protocol in connectors/base.py that a connector claiming it implements
+ABILITIES = (
+    "oauth", "credentials", "login_flow", "webhook", "webhook_verify", "backfill", "app_listener", "disconnect",
+)
+
+
+def _abilities(*names: str) -> frozenset[str]:
+    unknown = set(names) - set(ABILITIES)
+    assert not unknown, f"unknown abilities {unknown}"
+    return frozenset(names)
 
 
 PLATFORMS: dict[str, Platform] = {
@@ -34,9 +57,16 @@ PLATFORMS: dict[str, Platform] = {
                 "channels:history", "channels:read", "groups:history", "groups:read",
                 "im:history", "im:read", "mpim:history", "mpim:read", "chat:write", "users:read",
             ),
-            extra_env=("APP_TOKEN", "SIGNING_SECRET", "BOT_TOKEN"),
+            connector="connectors.slack.connector:SlackConnector",
+            settings_model="connectors.slack.settings:SlackSettings",
+            abilities=_abilities("oauth", "webhook", "backfill"),
         ),
-        Platform("telegram", "https://api.telegram.org"),
+        Platform(
+            "telegram",
+            "https://api.telegram.org",
+            connector="connectors.telegram.connector:TelegramConnector",
+            abilities=_abilities("credentials", "webhook", "disconnect"),
+        ),
         Platform(
             "discord",
             "https://discord.com/api/v10",
@@ -47,7 +77,7 @@ PLATFORMS: dict[str, Platform] = {
         ),
         Platform("feishu", "https://open.feishu.cn"),
         Platform("dingtalk", "https://api.dingtalk.com"),
-        Platform("qqbot", "https://api.sgroup.qq.com", extra_env=("TOKEN_URL",)),
+        Platform("qqbot", "https://api.sgroup.qq.com"),
         Platform("weixin", "https://ilinkai.weixin.qq.com"),
         Platform("whatsapp", "https://graph.facebook.com/v21.0"),
         Platform("imessage", "http://127.0.0.1:0"),
@@ -67,8 +97,8 @@ PLATFORMS: dict[str, Platform] = {
             token_url="https://github.com/login/oauth/access_token",
             scopes=("read:user", "user:email"),
             scope_separator=" ",
-            oauth_login=True,
-            extra_env=("AUTH_URL", "API_URL"),
+            login="connectors.github.login:GitHubLogin",
+            settings_model="connectors.login:LoginSettings",
         ),
         Platform(
             "google",
@@ -78,8 +108,16 @@ PLATFORMS: dict[str, Platform] = {
             scopes=("openid", "email", "profile"),
             scope_separator=" ",
             pkce=True,
-            oauth_login=True,
-            extra_env=("AUTH_URL", "API_URL"),
+            login="connectors.google.login:GoogleLogin",
+            settings_model="connectors.login:LoginSettings",
         ),
     )
 }
+
+
+def load_class(path: str) -> type:
+    """Import "module:Class" (rows name their classes by path so this table imports nothing)."""
+    import importlib
+
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)

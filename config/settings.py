@@ -15,7 +15,7 @@ from typing import Mapping
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from config.platforms import PLATFORMS
+from config.platforms import PLATFORMS, load_class
 
 ENV_PREFIX = "LOOMI_"
 
@@ -25,33 +25,36 @@ class SettingsError(Exception):
 
 
 class PlatformSettings(BaseSettings):
-    """`LOOMI_<PLATFORM>_*`: where a connector sends its calls, and the app's credentials."""
+    """`LOOMI_<PLATFORM>_*` every platform shares: where its connector sends its calls and the
+    app's OAuth client. A platform with more (Slack's app token…) names its own subclass in
+    its row of the platform table (`settings_model`), kept in its connector folder."""
 
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
 
     base_url: str
     client_id: str | None = None
     client_secret: SecretStr | None = None
-    signing_secret: SecretStr | None = None
-    app_token: SecretStr | None = None
-    bot_token: SecretStr | None = None
-    token_url: str | None = None
-    auth_url: str | None = None
-    api_url: str | None = None
     redirect_uri: str | None = None
+    auth_url: str | None = None  # the authorize page, where it is not under base_url
+    token_url: str | None = None  # the token endpoint, where it is not under base_url
 
-    @field_validator("base_url", "token_url", "auth_url", "api_url", "redirect_uri")
+    @field_validator("base_url", "token_url", "auth_url", "redirect_uri")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"must be an http(s) URL, got {value!r}")
-        return value.rstrip("/")
+        return http_url(value)
 
     @property
     def oauth_configured(self) -> bool:
         return bool(self.client_id and self.client_secret)
+
+
+def http_url(value: str | None) -> str | None:
+    """A URL setting: http(s) only, no trailing slash."""
+    if value is None:
+        return value
+    if not value.startswith(("http://", "https://")):
+        raise ValueError(f"must be an http(s) URL, got {value!r}")
+    return value.rstrip("/")
 
 
 class Settings(BaseSettings):
@@ -153,8 +156,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             raise _first_error(err, ENV_PREFIX) from None
         for name, platform in PLATFORMS.items():
             prefix = f"{ENV_PREFIX}{name.upper()}_"
+            model = load_class(platform.settings_model) if platform.settings_model else PlatformSettings
             try:
-                settings.platforms[name] = PlatformSettings(
+                settings.platforms[name] = model(
                     _env_prefix=prefix, base_url=os.environ.get(prefix + "BASE_URL", platform.base_url)
                 )
             except ValidationError as err:

@@ -2,111 +2,40 @@
 
 Shape (after mautrix bridgev2 and matterbridge): a small required core (`listen`, `normalize`,
 `send`) plus optional abilities as separate runtime-checkable protocols (`Backfiller`,
-`OAuthSetup`, `CredentialSetup`) that the core checks for. Nothing here does I/O.
+`OAuthSetup`, `CredentialSetup`, `LoginFlow`, `WebhookReceiver`, `WebhookVerifier`,
+`AppListener`, `Disconnecter`) that the core checks for. Nothing here does I/O. The data types
+live in `store/model.py` (the store writes them too) and are re-exported here, so a connector
+imports everything it needs from this one module.
 """
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from config.settings import PlatformSettings
+from store.model import (
+    Account,
+    AccountSpec,
+    AccountState,
+    Attachment,
+    Change,
+    ChangeKind,
+    ChatInfo,
+    ChatType,
+    Envelope,
+    Message,
+    Reaction,
+)
 
-
-class AccountState(str, enum.Enum):
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-    BACKOFF = "backoff"
-    NEEDS_REAUTH = "needs_reauth"
-    STOPPED = "stopped"
-
-
-class ChatType(str, enum.Enum):
-    DM = "dm"
-    GROUP = "group"
-    CHANNEL = "channel"
-    THREAD = "thread"
-
-
-class ChangeKind(str, enum.Enum):
-    UPSERT = "upsert"  # a message as seen: inserted once, later sightings change nothing
-    EDIT = "edit"  # the message's new text: applied only if newer than what is stored
-    DELETE = "delete"  # a tombstone: the row stays, `deleted_at` set, never resurrected
-
-
-@dataclass(frozen=True)
-class Envelope:
-    """One raw platform delivery, exactly as received. Listeners and webhooks make these."""
-
-    platform: str
-    account_id: str
-    delivery_id: str  # the platform's id for this delivery: Slack event_id, Telegram update_id
-    received_at: int  # ms
-    payload: dict[str, Any]
-    source: str = "listen"  # listen | webhook | backfill
-
-
-@dataclass
-class Attachment:
-    name: str | None = None
-    url: str | None = None
-    content_type: str | None = None
-    size: int | None = None
-
-
-@dataclass
-class Message:
-    """A normalized message, whatever the platform (DESIGN.md, 'The normalized message')."""
-
-    chat_id: str
-    native_id: str
-    sent_at: int  # ms
-    chat_type: ChatType = ChatType.CHANNEL
-    chat_name: str | None = None
-    thread_id: str | None = None
-    reply_to_id: str | None = None
-    sender_id: str | None = None
-    sender_name: str | None = None
-    is_self: bool = False
-    text: str = ""
-    content_type: str = "text"
-    attachments: list[Attachment] = field(default_factory=list)
-    mentions: list[str] = field(default_factory=list)
-    edited_at: int | None = None
-
-
-@dataclass
-class Change:
-    kind: ChangeKind
-    chat_id: str
-    native_id: str
-    message: Message | None = None  # UPSERT and EDIT carry the message as it now is
-    at: int | None = None  # EDIT: edited_at; DELETE: deleted_at (ms)
-
-
-@dataclass
-class Account:
-    """A connected account as a connector sees it: credentials already decrypted."""
-
-    id: str
-    user_id: str
-    platform: str
-    external_id: str
-    name: str
-    credentials: dict[str, Any]
-    settings: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class AccountSpec:
-    """What a setup step learned: enough to create or update the account row."""
-
-    external_id: str
-    name: str
-    credentials: dict[str, Any]
-    settings: dict[str, Any] = field(default_factory=dict)
-    expires_at: int | None = None  # ms, when the access token needs refreshing
+__all__ = [
+    "Account", "AccountSpec", "AccountState", "AppListenContext", "AppListener", "Attachment",
+    "Backfiller", "Change", "ChangeKind", "ChatInfo", "ChatType", "Connector", "CredentialSetup",
+    "Disconnecter", "Envelope", "ListenContext", "LoginFlow", "LoginStep", "Message", "NeedsReauth",
+    "NotConfigured", "OAuthSetup", "Outbound", "Page", "RateLimited", "Reaction", "Sent",
+    "SetupContext", "WebhookEvent", "WebhookReceiver", "WebhookRejected", "WebhookReply",
+    "WebhookRequest", "WebhookVerifier",
+]
 
 
 @dataclass
@@ -134,6 +63,15 @@ class Page:
 
 class NeedsReauth(Exception):
     """The platform rejected the credentials: stop retrying until the person reconnects."""
+
+
+class NotConfigured(Exception):
+    """An app-level setting the platform needs is missing: the API answers 503
+    `platform_not_configured` naming the variable."""
+
+    def __init__(self, variable: str, detail: str = "") -> None:
+        super().__init__(detail or f"set {variable}")
+        self.variable = variable
 
 
 class RateLimited(Exception):
@@ -168,8 +106,9 @@ class Connector(Protocol):
         """Own the connection until cancelled. Return or raise to be restarted with backoff;
         raise NeedsReauth when credentials are rejected."""
 
-    def normalize(self, envelope: Envelope) -> list[Change]:
-        """Pure: no I/O. Raise ValueError on a payload it cannot read (it goes to the DLQ)."""
+    def normalize(self, envelope: Envelope, account: Account) -> list[Change]:
+        """Pure: no I/O. `account` (its external id, settings) tells which messages are its own.
+        Raise ValueError on a payload it cannot read (it goes to the DLQ)."""
 
     async def send(self, account: Account, outbound: Outbound) -> Sent:
         """Post a message; raise RateLimited with the platform's retry-after."""
@@ -199,10 +138,47 @@ class Disconnecter(Protocol):
         """Undo what connecting set up on the platform (a registered webhook…); best effort."""
 
 
+@dataclass(frozen=True)
+class SetupContext:
+    """Who is connecting, and how the platform reaches the hub (no trailing slash): a connector
+    that needs a webhook keeps `public_url` in the account's settings and builds
+    `{public_url}/api/{platform}/webhook/{account.id}` itself."""
+
+    user_id: str
+    public_url: str
+
+
 @runtime_checkable
 class CredentialSetup(Protocol):
-    async def connect(self, fields: dict[str, Any]) -> AccountSpec:
-        """Check pasted credentials (a bot token…) against the platform; raise NeedsReauth if bad."""
+    async def connect(self, fields: dict[str, Any], setup: SetupContext) -> AccountSpec:
+        """Check pasted credentials (a bot token…) against the platform. Raise NeedsReauth with
+        the platform's complaint if it refuses them, ValueError for missing or malformed fields,
+        NotConfigured when an app-level setting is missing."""
+
+
+@dataclass
+class LoginStep:
+    """Where a multi-step sign-in stands. The route shows it and keeps `state` (sealed) for
+    the next call; the account is created only at `done`."""
+
+    kind: str  # "fields" | "qr" | "wait" | "done" | "failed"
+    message: str = ""
+    fields: list[str] = field(default_factory=list)  # kind=fields: what the person submits next
+    qr_url: str | None = None  # kind=qr: what to show (or encode as a QR code)
+    spec: AccountSpec | None = None  # kind=done
+    state: dict[str, Any] = field(default_factory=dict)
+
+    KINDS: ClassVar[tuple[str, ...]] = ("fields", "qr", "wait", "done", "failed")
+
+
+@runtime_checkable
+class LoginFlow(Protocol):
+    """Sign-in that takes several steps: a QR code to scan, a phone code, a 2FA password."""
+
+    async def login_start(self, fields: dict[str, Any], setup: SetupContext) -> LoginStep: ...
+
+    async def login_next(self, state: dict[str, Any], fields: dict[str, Any], setup: SetupContext) -> LoginStep:
+        """The client polls (`fields` empty) or submits what the last step asked for."""
 
 
 @dataclass
@@ -225,6 +201,8 @@ class WebhookReply:
     status: int = 200
     body: dict[str, Any] | None = None
     events: list[WebhookEvent] = field(default_factory=list)
+    text: str | None = None  # a plain-text answer (echoed challenges, WeChat's "success")
+    content_type: str = "text/plain"
 
 
 class WebhookRejected(Exception):
@@ -240,3 +218,37 @@ class WebhookRejected(Exception):
 class WebhookReceiver(Protocol):
     def handle_webhook(self, request: WebhookRequest) -> WebhookReply:
         """Verify and parse, nothing more (no I/O): the route queues the events, then answers."""
+
+
+@runtime_checkable
+class WebhookVerifier(Protocol):
+    def verify_webhook(self, request: WebhookRequest) -> WebhookReply:
+        """Answer the platform's GET check on a per-account webhook (Meta's `hub.challenge`,
+        WeChat's `echostr`); raise WebhookRejected when it does not come from the platform."""
+
+
+class AppListenContext(Protocol):
+    """What an app-wide listener gets: events are routed to accounts by external id."""
+
+    platform: str
+    resume: dict[str, Any]
+
+    async def emit(self, events: list[WebhookEvent], resume: dict[str, Any] | None = None) -> None:
+        """Queue each event for every enabled account of this platform whose external id it
+        names (unknown ids are dropped), atomically with `resume`; only then ack the platform."""
+
+    async def report(self, state: AccountState, detail: str | None = None) -> None: ...
+
+    async def reconnected(self) -> None: ...
+
+
+@runtime_checkable
+class AppListener(Protocol):
+    """One connection for the whole app, not one per account (Discord's bot gateway sees every
+    guild the bot is in). The supervisor runs one per platform across all workers while an
+    enabled account of it exists, and runs no per-account `listen` for such a connector."""
+
+    def app_configured(self) -> bool: ...
+
+    async def listen_app(self, ctx: AppListenContext) -> None: ...
+

@@ -3,24 +3,30 @@
 An optional ability beside the chat connectors of `connectors/base.py`: the shared OAuth
 machinery (`connectors/oauth.py`) builds the authorize URL and exchanges the code; a
 LoginProvider only turns the token response into a LoginProfile. Providers are found through
-`LOGIN_PROVIDERS`, like chat connectors through `connectors/registry.py`.
+their row of the platform table (`login`), like chat connectors (`connector`).
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import httpx
+from pydantic import field_validator
 
-from config.settings import PlatformSettings
+from config.platforms import PLATFORMS, load_class
+from config.settings import PlatformSettings, http_url
 
-LOGIN_PROVIDERS: dict[str, str] = {
-    "github": "connectors.github.login:GitHubLogin",
-    "google": "connectors.google.login:GoogleLogin",
-}
+class LoginSettings(PlatformSettings):
+    """A sign-in provider's hosts where it has several (`LOOMI_GITHUB_API_URL`…)."""
+
+    api_url: str | None = None
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url(cls, value: str | None) -> str | None:
+        return http_url(value)
 
 
 @dataclass(frozen=True)
@@ -56,8 +62,10 @@ class LoginProvider(Protocol):
 
 @lru_cache(maxsize=None)
 def login_provider_class(name: str) -> type[LoginProvider]:
-    module, _, attr = LOGIN_PROVIDERS[name].partition(":")
-    return getattr(importlib.import_module(module), attr)
+    platform = PLATFORMS[name]
+    if platform.login is None:
+        raise KeyError(name)
+    return load_class(platform.login)
 
 
 def make_login_provider(name: str, settings: PlatformSettings) -> LoginProvider:
@@ -65,7 +73,7 @@ def make_login_provider(name: str, settings: PlatformSettings) -> LoginProvider:
     return login_provider_class(name)(settings)
 
 
-def api_root(settings: PlatformSettings) -> str:
+def api_root(settings: LoginSettings) -> str:
     """`LOOMI_<P>_API_URL`, else `LOOMI_<P>_BASE_URL`, else the platform's public API."""
     return (settings.api_url or settings.base_url).rstrip("/")
 

@@ -21,9 +21,12 @@ from redis.asyncio import Redis
 
 from config.platforms import Platform
 from config.settings import PlatformSettings
-from workers import keys
 
 STATE_TTL_SECONDS = 600
+
+
+def _state_key(state: str) -> str:
+    return f"loomi:oauth-state:{state}"
 
 
 class OAuthError(Exception):
@@ -80,13 +83,13 @@ async def start(
         verifier, challenge = pkce_pair()
         params.update(code_challenge=challenge, code_challenge_method="S256")
     flow = {"user_id": user_id, "platform": platform.name, "redirect_uri": redirect_uri, "verifier": verifier}
-    await redis.set(keys.oauth_state(state), orjson.dumps(flow), ex=STATE_TTL_SECONDS)
+    await redis.set(_state_key(state), orjson.dumps(flow), ex=STATE_TTL_SECONDS)
     return f"{_authorize_base(platform, settings)}?{urlencode(params)}", state
 
 
 async def consume_state(redis: Redis, state: str, platform: str, user_id: str | None) -> PendingFlow:
     """The flow behind `state`, once. Wrong platform or another user's state: invalid."""
-    raw = await redis.getdel(keys.oauth_state(state))
+    raw = await redis.getdel(_state_key(state))
     if raw is None:
         raise OAuthError("invalid_state", "OAuth state is unknown, expired or already used")
     flow = PendingFlow(**orjson.loads(raw))

@@ -1,30 +1,33 @@
-"""Which connector serves which platform. Adding a platform is one folder plus one line here."""
+"""Which connector serves which platform: the `connector` column of the platform table."""
 
 from __future__ import annotations
 
-import importlib
 from functools import lru_cache
 
+from config.platforms import PLATFORMS, load_class
 from config.settings import PlatformSettings
 from connectors.base import Connector
-
-CONNECTORS: dict[str, str] = {
-    "slack": "connectors.slack.connector:SlackConnector",
-    "telegram": "connectors.telegram.connector:TelegramConnector",
-}
 
 
 class UnknownPlatform(KeyError):
     pass
 
 
+def chat_platforms() -> list[str]:
+    """Platforms a person can connect a chat account on."""
+    return [name for name, row in PLATFORMS.items() if row.connector]
+
+
+def has_connector(platform: str) -> bool:
+    row = PLATFORMS.get(platform)
+    return bool(row and row.connector)
+
+
 @lru_cache(maxsize=None)
 def connector_class(platform: str) -> type[Connector]:
-    try:
-        module, _, name = CONNECTORS[platform].partition(":")
-    except KeyError:
-        raise UnknownPlatform(platform) from None
-    return getattr(importlib.import_module(module), name)
+    if not has_connector(platform):
+        raise UnknownPlatform(platform)
+    return load_class(PLATFORMS[platform].connector)  # type: ignore[arg-type]
 
 
 def make_connector(platform: str, settings: PlatformSettings) -> Connector:

@@ -12,8 +12,10 @@ from typing import Any
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.tokens import TokenService
 from config.settings import Settings, old_secret_keys, secret_key
+from connectors.base import Connector
+from connectors.registry import make_connector
+from loomi.tokens import TokenService
 from store.crypto import Vault
 from store.db import create_engine
 
@@ -26,7 +28,7 @@ class Hub:
     vault: Vault
     tokens: TokenService
     extras: dict[str, Any] = field(default_factory=dict)  # per-process services: supervisors, clients
-    connectors: dict[str, Any] = field(default_factory=dict, repr=False)
+    connectors: dict[str, Connector] = field(default_factory=dict, repr=False)
 
     @classmethod
     async def open(cls, settings: Settings, redis_url: str | None = None) -> "Hub":
@@ -42,12 +44,10 @@ class Hub:
             tokens=TokenService(secret, old, ttl_seconds=settings.token_ttl_days * 86400),
         )
 
-    def connector(self, platform: str) -> Any:
+    def connector(self, platform: str) -> Connector:
         """The process's one connector for `platform` (connectors are per platform, not per
         account). Raises connectors.registry.UnknownPlatform."""
         if platform not in self.connectors:
-            from connectors.registry import make_connector
-
             self.connectors[platform] = make_connector(platform, self.settings.platform(platform))
         return self.connectors[platform]
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from loomi.hub import Hub
-from store.users import create_session, create_user, get_owner
+from loomi.tokens import Claims
+from store.users import create_session, create_user, get_owner, load_principal
 
 REFRESH_WHEN_DAYS_LEFT = 7
 
@@ -52,8 +53,6 @@ async def write_token_file(hub: Hub, owner: dict[str, Any]) -> str:
 
 async def ensure_token_file(hub: Hub) -> str:
     """Keep a valid token file; issue a new token when missing, revoked or near expiry."""
-    from api.auth import principal_from_token
-
     owner = await ensure_owner(hub)
     path = token_path(hub)
     if path.exists():
@@ -63,7 +62,15 @@ async def ensure_token_file(hub: Hub) -> str:
             token = ""
         claims = hub.tokens.decode(token) if token else None
         fresh = claims and claims.expires_at - time.time() > REFRESH_WHEN_DAYS_LEFT * 86400
-        if fresh and await principal_from_token(hub, token) is not None:
+        if fresh and await _still_valid(hub, claims):
             os.chmod(path, 0o600)
             return token
     return await write_token_file(hub, owner)
+
+
+async def _still_valid(hub: Hub, claims: Claims) -> bool:
+    """The token's session is not revoked and the password has not changed since (api/auth.py
+    makes the same check on every request)."""
+    async with hub.engine.connect() as conn:
+        user = await load_principal(conn, claims.user_id, claims.session_id)
+    return user is not None and int(user["token_version"]) == claims.version

@@ -7,7 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from connectors.base import Account, AccountSpec, AccountState
+from store.model import Account, AccountSpec, AccountState
 from store.crypto import Vault
 from store.ids import new_id, now_ms
 from store.schema import accounts
@@ -133,9 +133,20 @@ async def disconnect(conn: AsyncConnection, account_id: str) -> None:
     )
 
 
-async def user_of(conn: AsyncConnection, account_ids: list[str]) -> dict[str, tuple[str, str]]:
-    """account id -> (user id, platform), for ingest to route envelopes to their owner."""
-    rows = await conn.execute(
-        sa.select(accounts.c.id, accounts.c.user_id, accounts.c.platform).where(accounts.c.id.in_(account_ids))
+async def load_accounts(conn: AsyncConnection, vault: Vault, account_ids: list[str]) -> dict[str, Account]:
+    """Accounts by id, credentials decrypted (a disconnected one has none): what ingest hands
+    to `normalize` so a connector knows which messages are its own."""
+    rows = (await conn.execute(accounts.select().where(accounts.c.id.in_(account_ids)))).mappings()
+    return {row["id"]: to_account(dict(row), vault) for row in rows}
+
+
+async def by_external_id(conn: AsyncConnection, platform: str, external_ids: list[str]) -> list[dict[str, Any]]:
+    """Enabled accounts of `platform` with these external ids (an index serves it): how an
+    app-wide event (Slack Events API, Discord's gateway) finds every account it belongs to."""
+    query = accounts.select().where(
+        accounts.c.platform == platform,
+        accounts.c.external_id.in_(external_ids),
+        accounts.c.enabled.is_(True),
+        accounts.c.credentials.is_not(None),
     )
-    return {row.id: (row.user_id, row.platform) for row in rows}
+    return [dict(row) for row in (await conn.execute(query)).mappings()]

@@ -16,9 +16,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from connectors.base import Change, ChangeKind, Message
+from store.model import Change, ChangeKind, Message
 from store.ids import new_id, now_ms
-from store.schema import messages, users
+from store.schema import chats, messages, users
 from store.text import without_nul
 
 KEY = ["account_id", "chat_id", "native_id"]
@@ -111,6 +111,10 @@ async def apply_changes(conn: AsyncConnection, items: list[Owned]) -> int:
             touched += await _apply_edit(conn, row)
         for row in deletes:
             touched += await _apply_delete(conn, row)
+        for row, item in zip(rows, batch):
+            if item.change.kind is ChangeKind.REACTION:
+                touched += await _apply_reaction(conn, row, item.change)
+        await _record_chats(conn, upserts, [i for i in batch if i.change.kind is ChangeKind.CHAT], now)
     return touched
 
 
@@ -191,6 +195,61 @@ async def _apply_delete(conn: AsyncConnection, row: dict[str, Any]) -> int:
         where=messages.c.deleted_at.is_(None),
     )
     return max((await conn.execute(stmt)).rowcount or 0, 0)
+
+
+async def _apply_reaction(conn: AsyncConnection, row: dict[str, Any], change: Change) -> int:
+    """Add or take back one (emoji, sender) on a stored message; a reaction to a message we
+    never stored is dropped (there is nothing to show it on)."""
+    reaction = change.reaction
+    if reaction is None:
+        return 0
+    where = sa.and_(*(messages.c[k] == row[k] for k in KEY))
+    current = (
+        await conn.execute(sa.select(messages.c.reactions).where(where).with_for_update())
+    ).scalar_one_or_none()
+    if current is None:
+        return 0
+    entry = {"emoji": reaction.emoji, "senderId": reaction.sender_id}
+    kept = [r for r in current if not (r.get("emoji") == entry["emoji"] and r.get("senderId") == entry["senderId"])]
+    updated = kept + [{**entry, "at": change.at}] if reaction.added else kept
+    if updated == current or (reaction.added and len(kept) < len(current)):
+        return 0  # the same reaction again, or taking back one we never saw
+    await conn.execute(messages.update().where(where).values(reactions=updated, seq=row["seq"], updated_at=row["updated_at"]))
+    return 1
+
+
+def _chat_upsert(conn: AsyncConnection):  # noqa: ANN202
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(chats)
+
+
+async def _record_chats(conn: AsyncConnection, upserts: list[dict[str, Any]], infos: list[Owned], now: int) -> None:
+    """A chat is recorded on first sight with its first message's name and type; a CHAT change
+    (a rename, new members) overwrites what it names, here and on the chat's stored messages."""
+    first_seen: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in upserts:
+        first_seen.setdefault((row["account_id"], row["chat_id"]), {
+            "account_id": row["account_id"], "chat_id": row["chat_id"], "user_id": row["user_id"],
+            "name": row["chat_name"], "type": row["chat_type"], "members": None, "updated_at": now,
+        })
+    if first_seen:
+        stmt = _chat_upsert(conn).on_conflict_do_nothing(index_elements=["account_id", "chat_id"])
+        await conn.execute(stmt, list(first_seen.values()))
+    for item in infos:
+        info = item.change.chat
+        if info is None:
+            continue
+        values = {"name": _clip(info.name, 500), "type": info.type.value if info.type else None, "members": info.members}
+        values = {k: v for k, v in values.items() if v is not None}
+        stmt = _chat_upsert(conn).values(
+            account_id=item.account_id, chat_id=item.change.chat_id, user_id=item.user_id, updated_at=now, **values
+        )
+        await conn.execute(stmt.on_conflict_do_update(index_elements=["account_id", "chat_id"], set_={**values, "updated_at": now}))
+        if "name" in values:
+            await conn.execute(
+                messages.update()
+                .where(messages.c.account_id == item.account_id, messages.c.chat_id == item.change.chat_id)
+                .values(chat_name=values["name"])
+            )
 
 
 # ---- outbound -------------------------------------------------------------------------------

@@ -65,6 +65,7 @@ accounts = sa.Table(
     sa.Column("created_at", Millis, nullable=False),
     sa.Column("updated_at", Millis, nullable=False),
     sa.UniqueConstraint("user_id", "platform", "external_id"),
+    sa.Index("ix_accounts_platform_external", "platform", "external_id"),  # routing app-wide events
 )
 
 messages = sa.Table(
@@ -104,6 +105,18 @@ messages = sa.Table(
     sa.Index("ix_messages_user_seq", "user_id", "seq"),
     sa.Index("ix_messages_user_sent", "user_id", "sent_at", "id"),
     sa.Index("ix_messages_user_idempotency", "user_id", "idempotency_key", unique=True),
+)
+
+chats = sa.Table(  # what the platform last said a chat is; first seen with its first message
+    "chats",
+    metadata,
+    sa.Column("account_id", sa.String(40), sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("chat_id", sa.String(200), primary_key=True),
+    sa.Column("user_id", sa.String(40), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("name", sa.String(500)),
+    sa.Column("type", sa.String(10)),
+    sa.Column("members", JSON),  # member ids, when the platform lists them
+    sa.Column("updated_at", Millis, nullable=False),
 )
 
 feedback = sa.Table(

@@ -19,15 +19,16 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 
-from connectors.base import Envelope
+from connectors.base import Account, Envelope
 from connectors.registry import UnknownPlatform
 from loomi.hub import Hub
-from store.accounts import user_of
+from store.accounts import load_accounts
 from store.messages import Owned, apply_changes
 from workers import keys
 from workers.stream import decode
 
 log = logging.getLogger("loomi.ingest")
+ACCOUNT_CACHE_SECONDS = 30.0
 
 
 async def ensure_group(redis: Redis) -> None:
@@ -59,7 +60,7 @@ class Ingestor:
     def __init__(self, hub: Hub, consumer: str, *, batch: int = 500, block_ms: int = 1000, claim_idle_ms: int = 30_000) -> None:
         self.hub, self.consumer = hub, consumer
         self.batch, self.block_ms, self.claim_idle_ms = batch, block_ms, claim_idle_ms
-        self._owners: dict[str, tuple[str, str]] = {}
+        self._accounts: dict[str, tuple[float, Account]] = {}  # id -> (loaded at, account)
         self._next_claim = 0.0
         self.processed = 0
 
@@ -98,11 +99,15 @@ class Ingestor:
         )
         return [entry for entry in claimed if entry[1]]
 
-    async def _owners_of(self, account_ids: set[str]) -> None:
-        missing = [a for a in account_ids if a not in self._owners]
-        if missing:
+    async def _load_accounts(self, account_ids: set[str]) -> None:
+        """Accounts (owner, platform, own external id, settings) for `normalize`, cached for
+        ACCOUNT_CACHE_SECONDS so a settings change reaches ingest soon without a read per batch."""
+        now = time.monotonic()
+        stale = [a for a in account_ids if now - self._accounts.get(a, (-ACCOUNT_CACHE_SECONDS, None))[0] >= ACCOUNT_CACHE_SECONDS]
+        if stale:
             async with self.hub.engine.connect() as conn:
-                self._owners.update(await user_of(conn, missing))
+                loaded = await load_accounts(conn, self.hub.vault, stale)
+            self._accounts.update({a: (now, account) for a, account in loaded.items()})
 
     async def process(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         redis = self.hub.redis
@@ -116,21 +121,21 @@ class Ingestor:
             except Exception as err:  # noqa: BLE001
                 await dead_letter(redis, raw, f"undecodable: {err!r}", eid)
                 done.append(eid)
-        await self._owners_of({env.account_id for _, _, env in decoded})
+        await self._load_accounts({env.account_id for _, _, env in decoded})
         items: list[tuple[str, bytes, list[Owned]]] = []
         lag: dict[str, int] = {}
         now = int(time.time() * 1000)
         for eid, raw, env in decoded:
-            owner = self._owners.get(env.account_id)
+            account = self._accounts[env.account_id][1] if env.account_id in self._accounts else None
             try:
-                if owner is None:
+                if account is None:
                     raise LookupError(f"account {env.account_id} does not exist")
-                changes = self.hub.connector(env.platform).normalize(env)
+                changes = self.hub.connector(env.platform).normalize(env, account)
             except (UnknownPlatform, LookupError, ValueError, KeyError, TypeError) as err:
                 await dead_letter(redis, raw, f"{type(err).__name__}: {err}", eid)
                 done.append(eid)
                 continue
-            user_id, platform = owner
+            user_id, platform = account.user_id, account.platform
             raw_payload = env.payload
             items.append((eid, raw, [Owned(user_id, env.account_id, platform, c, raw_payload) for c in changes]))
             lag[env.account_id] = max(lag.get(env.account_id, 0), now - env.received_at)

@@ -1,4 +1,5 @@
-"""Every Redis key the hub uses, in one place (like arq's constants.py)."""
+"""The Redis keys of the pipeline, in one place (like arq's constants.py). Keys private to one
+module live there (OAuth state: connectors/oauth.py; login flows: api/routes/integrations.py)."""
 
 INBOUND_STREAM = "loomi:inbound"
 INGEST_GROUP = "ingest"
@@ -29,10 +30,6 @@ def status(account_id: str) -> str:
 
 def backfill_cursor(account_id: str, chat_id: str) -> str:
     return f"loomi:backfill:{account_id}:{chat_id}"
-
-
-def oauth_state(state: str) -> str:
-    return f"loomi:oauth-state:{state}"
 
 
 def refresh_lock(account_id: str) -> str:

@@ -15,6 +15,7 @@ from loomi.hub import Hub
 from store import accounts as account_store
 from store import messages as message_store
 from store.schema import messages
+from workers.jobs import enqueue, jobs_pool
 
 log = logging.getLogger("loomi.outbound")
 MAX_SEND_ATTEMPTS = 8
@@ -62,6 +63,5 @@ async def _reload(hub: Hub, message_id: str) -> dict[str, Any]:
 
 
 async def schedule_retry(hub: Hub, message_id: str, attempt: int, delay: float) -> None:
-    from workers.process import enqueue, jobs_pool
 
     await enqueue(jobs_pool(hub), "send_pending", message_id, attempt, job_id=f"send:{message_id}:{attempt}", defer=max(delay, 0.5))

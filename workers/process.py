@@ -19,12 +19,13 @@ from loomi.hub import Hub
 from workers import keys
 from workers.backfill import backfill_account
 from workers.ingest import Ingestor
+from workers.jobs import QUEUE, enqueue, jobs_pool
+from workers.outbound import deliver
 from workers.refresh import refresh_due
 from store.messages import latest_sent_at
 from workers.supervisor import Supervisor
 
 log = logging.getLogger("loomi.worker")
-QUEUE = "loomi:jobs"
 GAP_OVERLAP_MS = 120_000
 
 
@@ -33,8 +34,6 @@ async def backfill(ctx: dict[str, Any], account_id: str, mode: str = "history", 
 
 
 async def send_pending(ctx: dict[str, Any], message_id: str, attempt: int = 1) -> str:
-    from workers.outbound import deliver
-
     row = await deliver(ctx["hub"], message_id, attempt)
     return str(row.get("status"))
 
@@ -61,18 +60,6 @@ class WorkerSettings:
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def jobs_pool(hub: Hub) -> ArqRedis:
-    """The process's ARQ pool for enqueueing, made on first use (API-only processes too)."""
-    pool = hub.extras.get("jobs")
-    if pool is None:
-        pool = hub.extras["jobs"] = ArqRedis.from_url(hub.redis_url)
-    return pool
-
-
-async def enqueue(pool: ArqRedis, function: str, *args: Any, job_id: str | None = None, defer: float | None = None) -> None:
-    await pool.enqueue_job(function, *args, _job_id=job_id, _defer_by=defer, _queue_name=QUEUE)
 
 
 class HubWorker:

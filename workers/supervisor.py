@@ -6,6 +6,11 @@ refuses writes whose token is not the current lease, so a stalled worker that lo
 cannot queue anything. Leases are extended every `heartbeat` seconds; a killed worker's
 leases expire after `lease_ms` and the next scan elsewhere takes the account over.
 A failing listener restarts with exponential backoff and full jitter.
+
+A platform whose connector is an `AppListener` (one connection for the whole app, like
+Discord's bot gateway) runs no listener per account: one app listener per platform runs under
+the lease `app:<platform>` while an enabled account of it exists, and its events are routed
+to accounts by external id.
 """
 
 from __future__ import annotations
@@ -17,8 +22,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-from connectors.base import Account, AccountState, Envelope, NeedsReauth
-from connectors.registry import CONNECTORS
+from connectors.base import Account, AccountState, AppListener, Envelope, NeedsReauth, WebhookEvent
+from connectors.registry import has_connector
 from loomi.hub import Hub
 from store import accounts as account_store
 from workers import keys
@@ -88,6 +93,72 @@ class ListenerContext:
         await self.on_reconnect(self.account.id)
 
 
+def app_key(platform: str) -> str:
+    """The lease / resume / status name of a platform's app-wide listener."""
+    return f"app:{platform}"
+
+
+@dataclass
+class AppListenerContext:
+    """What `AppListener.listen_app` gets: events routed to accounts by external id."""
+
+    hub: Hub
+    platform: str
+    resume: dict[str, Any]
+    token: str
+    worker: str
+    on_reconnect: Callable[[str], Awaitable[None]]
+    connected_at: float | None = None
+    _state: AccountState | None = field(default=None, repr=False)
+
+    async def emit(self, events: list[WebhookEvent], resume: dict[str, Any] | None = None) -> None:
+        routes = await self._accounts_for({e.external_id for e in events if e.external_id})
+        now = int(time.time() * 1000)
+        envelopes = [
+            Envelope(self.platform, account_id, event.delivery_id, now, event.payload)
+            for event in events
+            for account_id in routes.get(event.external_id or "", ())
+        ]
+        key = app_key(self.platform)
+        await append(self.hub.redis, envelopes, lease=(key, self.token), resume=(key, resume) if resume is not None else None)
+        if resume is not None:
+            self.resume = resume
+        if envelopes:
+            stamp = int(time.time() * 1000)
+            async with self.hub.redis.pipeline(transaction=False) as pipe:
+                for account_id in {e.account_id for e in envelopes}:
+                    pipe.hset(keys.status(account_id), "last_event_at", stamp)
+                await pipe.execute()
+
+    async def _accounts_for(self, external_ids: set[str]) -> dict[str, list[str]]:
+        if not external_ids:
+            return {}
+        async with self.hub.engine.connect() as conn:
+            rows = await account_store.by_external_id(conn, self.platform, sorted(external_ids))
+        routes: dict[str, list[str]] = {}
+        for row in rows:
+            routes.setdefault(row["external_id"], []).append(row["id"])
+        return routes
+
+    async def report(self, state: AccountState, detail: str | None = None) -> None:
+        """The app connection's state is every one of its accounts' state."""
+        if state is AccountState.CONNECTED and self.connected_at is None:
+            self.connected_at = time.monotonic()
+        if state is self._state:
+            return
+        self._state = state
+        async with self.hub.engine.connect() as conn:
+            rows = [r for r in await account_store.list_rows(conn, enabled_only=True) if r["platform"] == self.platform]
+        for row in rows:
+            await write_status(self.hub, row["id"], state, detail, self.worker)
+
+    async def reconnected(self) -> None:
+        async with self.hub.engine.connect() as conn:
+            rows = [r for r in await account_store.list_rows(conn, enabled_only=True) if r["platform"] == self.platform]
+        for row in rows:
+            await self.on_reconnect(row["id"])
+
+
 @dataclass
 class Running:
     task: asyncio.Task[None]
@@ -137,11 +208,16 @@ class Supervisor:
     async def scan(self) -> None:
         async with self.hub.engine.connect() as conn:
             rows = await account_store.list_rows(conn, enabled_only=True)
-        wanted = {
-            row["id"]: _version(row)
-            for row in rows
-            if row["platform"] in CONNECTORS and row["state"] != AccountState.NEEDS_REAUTH.value
-        }
+        wanted: dict[str, str] = {}
+        for row in rows:
+            if not has_connector(row["platform"]) or row["state"] == AccountState.NEEDS_REAUTH.value:
+                continue
+            connector = self.hub.connector(row["platform"])
+            if isinstance(connector, AppListener):
+                if connector.app_configured():
+                    wanted[app_key(row["platform"])] = "app"
+            else:
+                wanted[row["id"]] = _version(row)
         for account_id, running in list(self.running.items()):
             if account_id not in wanted or running.task.done():
                 await self._stop(account_id, release=True)
@@ -151,7 +227,8 @@ class Supervisor:
         for account_id in set(wanted) - set(self.running):
             token = await self._acquire(account_id)
             if token is not None:
-                task = asyncio.create_task(self._supervise(account_id, token), name=f"listener:{account_id}")
+                run = self._supervise_app(account_id.removeprefix("app:"), token) if account_id.startswith("app:") else self._supervise(account_id, token)
+                task = asyncio.create_task(run, name=f"listener:{account_id}")
                 self.running[account_id] = Running(task, token, wanted[account_id])
 
     async def _acquire(self, account_id: str) -> str | None:
@@ -221,6 +298,37 @@ class Supervisor:
             await self._persist_resume(ctx)
             if ctx.connected_at is not None and time.monotonic() - ctx.connected_at > 60:
                 attempt = 0  # it ran fine for a while: start the backoff over
+            attempt += 1
+            delay = backoff_delay(attempt)
+            await ctx.report(AccountState.BACKOFF, f"{error}; retrying in {delay:.1f} s")
+            await asyncio.sleep(delay)
+
+    async def _supervise_app(self, platform: str, token: str) -> None:
+        """Run a platform's app-wide listener until cancelled, restarting it with backoff.
+        Its resume state lives in Redis only (there is no account row to copy it to)."""
+        key = app_key(platform)
+        attempt = 0
+        while True:
+            ctx = AppListenerContext(self.hub, platform, await load_resume(self.hub.redis, key) or {}, token, self.worker, self.on_reconnect)
+            await ctx.report(AccountState.CONNECTING)
+            connector = self.hub.connector(platform)
+            assert isinstance(connector, AppListener)
+            try:
+                await connector.listen_app(ctx)
+                error = "listener returned"
+            except asyncio.CancelledError:
+                raise
+            except LeaseLost:
+                log.info("%s: lease lost, another worker has it", key)
+                return
+            except NeedsReauth as err:
+                await ctx.report(AccountState.NEEDS_REAUTH, str(err) or "app credentials rejected")
+                return
+            except Exception as err:  # noqa: BLE001 - any failure restarts with backoff
+                error = f"{type(err).__name__}: {err}"
+                log.warning("%s: app listener failed: %s", key, error)
+            if ctx.connected_at is not None and time.monotonic() - ctx.connected_at > 60:
+                attempt = 0
             attempt += 1
             delay = backoff_delay(attempt)
             await ctx.report(AccountState.BACKOFF, f"{error}; retrying in {delay:.1f} s")

@@ -11,8 +11,6 @@ from typing import Any, AsyncIterator, Protocol
 from ai.providers import Target
 from ai.types import ChatChunk, ChatRequest, ChatResult, Usage
 
-KINDS = frozenset({"openai", "local"})
-
 
 class Embeddings:
     """Vectors (one list of floats per input, or a float32 array) and the tokens they cost."""

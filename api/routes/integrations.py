@@ -1,23 +1,25 @@
 """Integrations module: connected accounts, OAuth, listener set-up and platform webhooks.
 
 Generic over platforms: each route asks the platform's connector for an ability
-(OAuthSetup, CredentialSetup, WebhookReceiver) and answers 404 when it has none, so a new
-platform needs no code here.
+(OAuthSetup, CredentialSetup, LoginFlow, WebhookReceiver, WebhookVerifier) and answers 404
+when it has none, so a new platform needs no code here.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from typing import Any
 
+import orjson
 from pydantic import Field
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from api.auth import Principal, authenticate, hub_of
-from api.endpoint import endpoint, query_dict, read_json, validate
+from api.endpoint import endpoint, query_dict, read_json
 from api.errors import ApiError, bad_request, not_found
 from api.responses import json
 from api.routes.messages import iso
@@ -30,25 +32,32 @@ from connectors.base import (
     CredentialSetup,
     Disconnecter,
     Envelope,
+    LoginFlow,
+    LoginStep,
     NeedsReauth,
+    NotConfigured,
     OAuthSetup,
+    RateLimited,
+    SetupContext,
     WebhookReceiver,
     WebhookRejected,
+    WebhookReply,
     WebhookRequest,
+    WebhookVerifier,
 )
-from connectors.registry import CONNECTORS
+from connectors.registry import has_connector
 from loomi.hub import Hub
 from store import accounts as account_store
 from workers import keys
-from workers.process import enqueue, jobs_pool
+from workers.jobs import enqueue, jobs_pool
 from workers.stream import append
 
 
 log = logging.getLogger("loomi.integrations")
 
 
-def connector_for(hub: Hub, platform: str, ability: type) -> Any:
-    if platform not in CONNECTORS:
+def connector_for(hub: Hub, platform: str, ability: type | tuple[type, ...]) -> Any:
+    if not has_connector(platform):
         raise not_found(f"Unknown or unsupported platform '{platform}'", "unknown_platform")
     connector = hub.connector(platform)
     if not isinstance(connector, ability):
@@ -75,16 +84,10 @@ async def account_json(hub: Hub, row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def connected(
-    hub: Hub, user_id: str, platform: str, spec: AccountSpec, webhook_base: str | None = None
-) -> dict[str, Any]:
+async def connected(hub: Hub, user_id: str, platform: str, spec: AccountSpec) -> dict[str, Any]:
     """Store the account, then ask for its history: the supervisor starts the listener itself."""
     async with hub.engine.begin() as conn:
         row = await account_store.upsert_account(conn, hub.vault, user_id, platform, spec)
-        if webhook_base and spec.settings.get("mode") == "webhook":
-            settings = {**row["settings"], "webhook_url": f"{webhook_base}/{row['id']}"}
-            await account_store.update_settings(conn, row["id"], settings)
-            row["settings"] = settings
     await hub.redis.delete(keys.status(row["id"]))
     await enqueue(jobs_pool(hub), "backfill", row["id"], "history", job_id=f"history:{row['id']}:{int(time.time())}")
     return row
@@ -108,7 +111,7 @@ async def delete_account(request: Request, user: Principal):
         row = await account_store.get_row(conn, account_id)
     if row is None or row["user_id"] != user.id:
         raise not_found("No such account", "account_not_found")
-    if row["credentials"] and row["platform"] in CONNECTORS:
+    if row["credentials"] and has_connector(row["platform"]):
         connector = hub.connector(row["platform"])
         if isinstance(connector, Disconnecter):
             try:
@@ -197,35 +200,40 @@ async def oauth_callback(request: Request, query: ExchangeQuery):
     return await _exchange(request, query, None)
 
 
-# ---- credential set-up (bot tokens…) ---------------------------------------------------------
+# ---- credential set-up and login flows -------------------------------------------------------
+
+LOGIN_TTL_SECONDS = 600
 
 
-class ListenerInitBody(Body):
-    mode: str | None = Field(default=None, pattern="^(polling|webhook)$")
+def _login_key(login_id: str) -> str:
+    return f"loomi:login:{login_id}"
 
 
-@endpoint()
-async def listener_init(request: Request, user: Principal):
-    """Connect with pasted credentials and start the listener (`/api/{platform}/listener/init`)."""
+def setup_context(request: Request, user: Principal) -> SetupContext:
     hub = hub_of(request)
-    platform = request.path_params["platform"].lower()
-    connector = connector_for(hub, platform, CredentialSetup)
-    fields = await read_json(request)
-    if not isinstance(fields, dict):
-        raise bad_request("Request body must be a JSON object")
-    mode = validate(ListenerInitBody, fields).mode  # type: ignore[attr-defined]
+    base = hub.settings.public_url or f"{request.url.scheme}://{request.url.netloc}"
+    return SetupContext(user_id=user.id, public_url=base.rstrip("/"))
+
+
+async def _platform_call(platform: str, call: Any) -> Any:
+    """Run a connector's set-up call, turning its refusals into the seed's errors."""
     try:
-        spec = await connector.connect(fields)
+        return await call
     except NeedsReauth as err:
         raise ApiError(400, f"{platform} rejected the credentials", "credentials_rejected", str(err)) from None
+    except NotConfigured as err:
+        raise ApiError(503, f"{platform} is not configured on this hub", "platform_not_configured", err.variable) from None
+    except RateLimited as err:
+        raise ApiError(429, f"{platform} is rate limiting us", "rate_limited", f"retry after {err.retry_after:.0f} s") from None
     except ValueError as err:
         raise bad_request(str(err), "invalid_input") from None
-    spec.settings = {**spec.settings, "mode": mode or "polling"}
+
+
+async def _account_answer(hub: Hub, user: Principal, platform: str, spec: AccountSpec) -> dict[str, Any]:
     async with hub.engine.connect() as conn:
         mine = await account_store.list_rows(conn, user.id, enabled_only=True)
-    before = [r for r in mine if r["platform"] == platform and r["external_id"] == spec.external_id]
-    base = hub.settings.public_url or f"{request.url.scheme}://{request.url.netloc}"
-    row = await connected(hub, user.id, platform, spec, webhook_base=f"{base.rstrip('/')}/api/{platform}/webhook")
+    before = any(r["platform"] == platform and r["external_id"] == spec.external_id for r in mine)
+    row = await connected(hub, user.id, platform, spec)
     status = "already_running" if before else "started"
     return {
         "success": True,
@@ -233,6 +241,72 @@ async def listener_init(request: Request, user: Principal):
         "message": f"{platform} listener {status.replace('_', ' ')}",
         "account": await account_json(hub, row),
     }
+
+
+async def _step_answer(hub: Hub, user: Principal, platform: str, login_id: str, step: LoginStep) -> dict[str, Any]:
+    """Show a login step; keep the connector's state sealed for the next call; at `done`,
+    create the account."""
+    if step.kind not in LoginStep.KINDS:
+        raise RuntimeError(f"{platform} returned an unknown login step {step.kind!r}")
+    key = _login_key(login_id)
+    if step.kind == "done":
+        assert step.spec is not None, "a done step carries the account"
+        await hub.redis.delete(key)
+        return {**await _account_answer(hub, user, platform, step.spec), "loginId": login_id, "step": {"kind": "done"}}
+    if step.kind == "failed":
+        await hub.redis.delete(key)
+    else:
+        sealed = hub.vault.encrypt({"user_id": user.id, "platform": platform, "state": step.state}, bound_to=key)
+        await hub.redis.set(key, sealed, ex=LOGIN_TTL_SECONDS)
+    shown = {"kind": step.kind, "message": step.message, "fields": step.fields, "qrcodeUrl": step.qr_url}
+    return {"success": step.kind != "failed", "loginId": login_id, "step": shown, "qrcodeUrl": step.qr_url}
+
+
+@endpoint()
+async def listener_init(request: Request, user: Principal):
+    """Connect with pasted credentials (`/api/{platform}/listener/init`), or start the
+    platform's login flow (a QR code to scan…) when it has one."""
+    hub = hub_of(request)
+    platform = request.path_params["platform"].lower()
+    connector = connector_for(hub, platform, (CredentialSetup, LoginFlow))
+    fields = await read_json(request)
+    if fields is None:
+        fields = {}
+    if not isinstance(fields, dict):
+        raise bad_request("Request body must be a JSON object")
+    setup = setup_context(request, user)
+    if isinstance(connector, LoginFlow):
+        step = await _platform_call(platform, connector.login_start(fields, setup))
+        return await _step_answer(hub, user, platform, secrets.token_urlsafe(16), step)
+    spec = await _platform_call(platform, connector.connect(fields, setup))
+    return await _account_answer(hub, user, platform, spec)
+
+
+async def _login_state(hub: Hub, user: Principal, platform: str, login_id: str) -> dict[str, Any]:
+    sealed = await hub.redis.get(_login_key(login_id))
+    if sealed is None:
+        raise not_found("No such sign-in, or it expired; start again", "login_not_found")
+    opened = hub.vault.decrypt(sealed.decode(), bound_to=_login_key(login_id))
+    if opened.get("user_id") != user.id or opened.get("platform") != platform:
+        raise not_found("No such sign-in, or it expired; start again", "login_not_found")
+    return opened["state"]
+
+
+@endpoint()
+async def login_step(request: Request, user: Principal):
+    """Poll a login flow (GET) or submit the fields its last step asked for (POST)."""
+    hub = hub_of(request)
+    platform = request.path_params["platform"].lower()
+    connector = connector_for(hub, platform, LoginFlow)
+    login_id = request.path_params["login_id"]
+    state = await _login_state(hub, user, platform, login_id)
+    fields: Any = {}
+    if request.method == "POST":
+        fields = await read_json(request) or {}
+        if not isinstance(fields, dict):
+            raise bad_request("Request body must be a JSON object")
+    step = await _platform_call(platform, connector.login_next(state, fields, setup_context(request, user)))
+    return await _step_answer(hub, user, platform, login_id, step)
 
 
 # ---- webhooks ---------------------------------------------------------------------------------
@@ -248,40 +322,58 @@ async def _queue(hub: Hub, platform: str, events: list[tuple[str, Any]]) -> None
     await append(hub.redis, envelopes)
 
 
-async def platform_events(request: Request) -> Response:
-    """Account-less webhooks (Slack Events API): verify, queue for every matching account, 200."""
-    hub = hub_of(request)
-    platform = request.path_params["platform"].lower()
-    receiver = connector_for(hub, platform, WebhookReceiver)
-    try:
-        reply = receiver.handle_webhook(_webhook_request(request, await request.body()))
-    except WebhookRejected as err:
-        raise ApiError(err.status, "Webhook rejected", "webhook_rejected", err.reason) from None
-    if reply.events:
-        async with hub.engine.connect() as conn:
-            rows = [r for r in await account_store.list_rows(conn, enabled_only=True) if r["platform"] == platform]
-        routed = [(r["id"], ev) for ev in reply.events for r in rows if r["external_id"] == ev.external_id]
-        await _queue(hub, platform, routed)
+def _reply(reply: WebhookReply) -> Response:
+    if reply.text is not None:
+        return PlainTextResponse(reply.text, reply.status, media_type=reply.content_type)
     return json(reply.body or {"ok": True}, reply.status)
 
 
-async def account_webhook(request: Request) -> Response:
-    """Per-account webhooks (Telegram): the connector checks the account's secret."""
+def _checked(check: Any, webhook: WebhookRequest) -> WebhookReply:
+    try:
+        return check(webhook)
+    except WebhookRejected as err:
+        raise ApiError(err.status, "Webhook rejected", "webhook_rejected", err.reason) from None
+
+
+async def platform_events(request: Request) -> Response:
+    """Account-less webhooks (Slack Events API): verify, queue for every account the event
+    names by external id (an index serves the lookup), then answer."""
     hub = hub_of(request)
     platform = request.path_params["platform"].lower()
     receiver = connector_for(hub, platform, WebhookReceiver)
+    reply = _checked(receiver.handle_webhook, _webhook_request(request, await request.body()))
+    if reply.events:
+        external_ids = sorted({ev.external_id for ev in reply.events if ev.external_id})
+        async with hub.engine.connect() as conn:
+            rows = await account_store.by_external_id(conn, platform, external_ids) if external_ids else []
+        routed = [(r["id"], ev) for ev in reply.events for r in rows if r["external_id"] == ev.external_id]
+        await _queue(hub, platform, routed)
+    return _reply(reply)
+
+
+async def _webhook_account(request: Request, platform: str) -> Any:
+    hub = hub_of(request)
     async with hub.engine.connect() as conn:
         row = await account_store.get_row(conn, request.path_params["account_id"])
     if row is None or row["platform"] != platform or not row["enabled"] or not row["credentials"]:
         raise not_found("No such account", "account_not_found")
+    return row
+
+
+async def account_webhook(request: Request) -> Response:
+    """Per-account webhooks (Telegram, WhatsApp…): the connector checks the account's secret.
+    A GET is the platform checking the URL (WebhookVerifier)."""
+    hub = hub_of(request)
+    platform = request.path_params["platform"].lower()
+    connector = connector_for(hub, platform, WebhookVerifier if request.method == "GET" else WebhookReceiver)
+    row = await _webhook_account(request, platform)
     webhook = _webhook_request(request, await request.body())
     webhook.account = account_store.to_account(row, hub.vault)
-    try:
-        reply = receiver.handle_webhook(webhook)
-    except WebhookRejected as err:
-        raise ApiError(err.status, "Webhook rejected", "webhook_rejected", err.reason) from None
+    if request.method == "GET":
+        return _reply(_checked(connector.verify_webhook, webhook))
+    reply = _checked(connector.handle_webhook, webhook)
     await _queue(hub, platform, [(row["id"], ev) for ev in reply.events])
-    return json(reply.body or {"ok": True}, reply.status)
+    return _reply(reply)
 
 
 async def telegram_user_listener(request: Request) -> Response:
@@ -302,7 +394,8 @@ routes = [
     Route("/api/integrations/{platform}/oauth/exchange", oauth_exchange, methods=["GET"]),
     Route("/api/telegram/user-listener/init", telegram_user_listener, methods=["GET", "POST"]),
     Route("/api/{platform}/callback", oauth_callback, methods=["GET"]),
+    Route("/api/integrations/{platform}/login/{login_id}", login_step, methods=["GET", "POST"]),
     Route("/api/{platform}/listener/init", listener_init, methods=["POST"]),
     Route("/api/{platform}/events", platform_events, methods=["POST"]),
-    Route("/api/{platform}/webhook/{account_id}", account_webhook, methods=["POST"]),
+    Route("/api/{platform}/webhook/{account_id}", account_webhook, methods=["GET", "POST"]),
 ]

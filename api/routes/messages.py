@@ -17,7 +17,7 @@ from api.endpoint import endpoint
 from api.errors import ApiError, bad_request, not_found
 from api.responses import json
 from api.schemas import Body
-from connectors.registry import CONNECTORS
+from connectors.registry import has_connector
 from imports.apply import import_records
 from imports.jsonl import parse_bytes
 from imports.openloomi import parse_messages
@@ -190,7 +190,7 @@ async def _send_one(request: Request, user: Principal, body: SendBody, chat_id: 
             raise not_found("No such account", "account_not_found")
         if not account["enabled"] or not account["credentials"]:
             raise ApiError(400, "Account is disconnected", "account_disconnected", "reconnect it first")
-        if account["platform"] not in CONNECTORS:
+        if not has_connector(account["platform"]):
             raise ApiError(400, f"Sending on {account['platform']} is not available", "platform_not_available")
         try:
             row = await message_store.insert_outbound(

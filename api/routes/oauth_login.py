@@ -21,7 +21,7 @@ from api.schemas import Body, public_user
 from config.platforms import PLATFORMS, Platform
 from config.settings import PlatformSettings
 from connectors import oauth
-from connectors.login import LOGIN_PROVIDERS, EmailUnverified, LoginProfile, LoginProvider, LoginRefused, make_login_provider
+from connectors.login import EmailUnverified, LoginProfile, LoginProvider, LoginRefused, make_login_provider
 from loomi.hub import Hub
 from store.users import EmailTaken, create_user, get_user_by_email, load_principal, update_user
 
@@ -108,7 +108,7 @@ def _invalid_state(cause: str = "OAuth state is unknown, expired or already used
 
 def _provider(request: Request) -> tuple[Platform, PlatformSettings, LoginProvider]:
     platform, settings = login_provider(request)
-    if platform.name not in LOGIN_PROVIDERS:
+    if platform.login is None:
         raise _not_available(platform.name)
     return platform, settings, make_login_provider(platform.name, settings)
 

@@ -10,11 +10,11 @@ from typing import Any, ClassVar
 
 import httpx
 
-from config.settings import PlatformSettings
 from connectors.login import (
     EmailUnverified,
     LoginProfile,
     LoginRefused,
+    LoginSettings,
     access_token,
     api_root,
     clean_avatar,
@@ -27,7 +27,7 @@ from connectors.login import (
 class GoogleLogin:
     platform: ClassVar[str] = "google"
 
-    def __init__(self, settings: PlatformSettings) -> None:
+    def __init__(self, settings: LoginSettings) -> None:
         self.settings = settings
 
     async def profile(self, token: dict[str, Any]) -> LoginProfile:

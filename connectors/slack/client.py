@@ -10,7 +10,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from config.settings import PlatformSettings
+from connectors.slack.settings import SlackSettings
 from connectors.base import Account, NeedsReauth, RateLimited
 
 log = logging.getLogger(__name__)
@@ -24,12 +24,12 @@ MAX_RATE_LIMIT_RETRIES = 3  # 429s obeyed in a row before RateLimited goes to th
 MAX_RATE_LIMIT_WAIT = 60.0  # s; a longer Retry-After is handed to the caller at once
 
 
-def web_client(settings: PlatformSettings, token: str | None) -> AsyncWebClient:
+def web_client(settings: SlackSettings, token: str | None) -> AsyncWebClient:
     """An AsyncWebClient aimed at `LOOMI_SLACK_BASE_URL` (slack_sdk wants the trailing slash)."""
     return AsyncWebClient(token=token, base_url=settings.base_url + "/")
 
 
-def bot_token(settings: PlatformSettings, account: Account) -> str:
+def bot_token(settings: SlackSettings, account: Account) -> str:
     token = account.credentials.get("access_token") or (
         settings.bot_token.get_secret_value() if settings.bot_token else None
     )
@@ -38,7 +38,7 @@ def bot_token(settings: PlatformSettings, account: Account) -> str:
     return str(token)
 
 
-def app_token(settings: PlatformSettings, account: Account) -> str:
+def app_token(settings: SlackSettings, account: Account) -> str:
     token = account.credentials.get("app_token") or (
         settings.app_token.get_secret_value() if settings.app_token else None
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from config.settings import PlatformSettings
+from connectors.slack.settings import SlackSettings
 from connectors.base import (
     Account,
     AccountSpec,
@@ -29,7 +29,7 @@ class SlackConnector:
     platform: ClassVar[str] = "slack"
     ping_interval: float = PING_INTERVAL  # tests shorten it: it paces slack_sdk's reconnects
 
-    def __init__(self, settings: PlatformSettings) -> None:
+    def __init__(self, settings: SlackSettings) -> None:
         self.settings = settings
         self.history = SlackHistory(settings)
         self.webhook = SlackWebhook(settings)
@@ -37,9 +37,8 @@ class SlackConnector:
     async def listen(self, ctx: ListenContext) -> None:
         await listen_socket_mode(self.settings, ctx, ping_interval=self.ping_interval)
 
-    def normalize(self, envelope: Envelope, account: Account | None = None) -> list[Change]:
-        """`account`, when the caller has it, tells which sender is our bot; without it the
-        payload's `authorizations` do (see inbound.self_ids)."""
+    def normalize(self, envelope: Envelope, account: Account) -> list[Change]:
+        """`account` tells which sender is our bot (inbound.self_ids)."""
         return inbound.normalize(envelope, account)
 
     async def send(self, account: Account, message: Outbound) -> Sent:

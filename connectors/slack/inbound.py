@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable
 
-from connectors.base import Account, Attachment, Change, ChangeKind, ChatType, Envelope, Message
+from connectors.base import Account, Attachment, Change, ChangeKind, ChatInfo, ChatType, Envelope, Message, Reaction
 
 HISTORY = "history"  # the `type` of backfill payloads
 
@@ -36,20 +36,13 @@ def ts_ms(ts: Any) -> int:
     return int(sec) * 1000 + int((frac + "000")[:3])
 
 
-def self_ids(payload: dict[str, Any], account: Account | None = None) -> frozenset[str]:
-    """Our bot's user id and bot id: from the account when the caller has it, otherwise from
-    the payload's `authorizations` (Slack lists the installation the event was sent for)."""
-    if account is not None:
-        ids = {account.credentials.get("bot_user_id"), account.credentials.get("bot_id")}
-    else:
-        ids = set()
-        for auth in payload.get("authorizations") or ():
-            if isinstance(auth, dict) and auth.get("is_bot"):
-                ids |= {auth.get("user_id"), auth.get("bot_id")}
+def self_ids(account: Account) -> frozenset[str]:
+    """Our bot's user id and bot id, from the account's credentials (oauth.py)."""
+    ids = {account.credentials.get("bot_user_id"), account.credentials.get("bot_id")}
     return frozenset(str(i) for i in ids if i)
 
 
-def normalize(envelope: Envelope, account: Account | None = None) -> list[Change]:
+def normalize(envelope: Envelope, account: Account) -> list[Change]:
     payload = envelope.payload
     if not isinstance(payload, dict):
         raise ValueError("Slack payload is not an object")
@@ -58,19 +51,43 @@ def normalize(envelope: Envelope, account: Account | None = None) -> list[Change
         event = payload.get("event")
         if not isinstance(event, dict):
             raise ValueError("event_callback without an event object")
+        if event.get("type") in ("reaction_added", "reaction_removed"):
+            return _reaction_event(event)
+        if event.get("type") in ("channel_rename", "group_rename"):
+            return _rename_event(event)
         if event.get("type") != "message":
             return []
-        return _message_event(event, self_ids(payload, account))
+        return _message_event(event, self_ids(account))
     if kind == HISTORY:
         message = payload.get("message")
         if not isinstance(message, dict):
             raise ValueError("history payload without a message object")
         channel = _required(payload, "channel")
-        mine = self_ids(payload, account)
+        mine = self_ids(account)
         return [_upsert(message, channel, payload.get("channel_type"), mine, payload.get("channel_name"))]
     if isinstance(kind, str):
         return []  # url_verification, app_rate_limited, …: nothing to store
     raise ValueError("Slack payload without a type")
+
+
+def _reaction_event(event: dict[str, Any]) -> list[Change]:
+    """`reaction_added` / `reaction_removed` on a message (reactions on files are not stored)."""
+    item = event.get("item")
+    if not isinstance(item, dict) or item.get("type") != "message":
+        return []
+    emoji = _required(event, "reaction")
+    user = event.get("user") if isinstance(event.get("user"), str) else None
+    added = event["type"] == "reaction_added"
+    at = ts_ms(event.get("event_ts")) if event.get("event_ts") else None
+    return [Change(ChangeKind.REACTION, _required(item, "channel"), _required(item, "ts"), at=at,
+                   reaction=Reaction(emoji, user, added))]
+
+
+def _rename_event(event: dict[str, Any]) -> list[Change]:
+    channel = event.get("channel")
+    if not isinstance(channel, dict):
+        raise ValueError("rename event without a channel object")
+    return [Change(ChangeKind.CHAT, _required(channel, "id"), "", chat=ChatInfo(name=channel.get("name")))]
 
 
 def _message_event(event: dict[str, Any], mine: frozenset[str]) -> list[Change]:

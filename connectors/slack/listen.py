@@ -25,7 +25,7 @@ from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
-from config.settings import PlatformSettings
+from connectors.slack.settings import SlackSettings
 from connectors.base import AccountState, Envelope, ListenContext, NeedsReauth
 from connectors.slack.client import AUTH_ERRORS, app_token, bot_token, call, error_code, web_client
 from connectors.slack.inbound import without_secrets
@@ -96,7 +96,7 @@ class _SocketClient(SocketModeClient):
 
 
 async def listen_socket_mode(
-    settings: PlatformSettings, ctx: ListenContext, *, ping_interval: float = PING_INTERVAL
+    settings: SlackSettings, ctx: ListenContext, *, ping_interval: float = PING_INTERVAL
 ) -> None:
     account = ctx.account
     web = web_client(settings, bot_token(settings, account))

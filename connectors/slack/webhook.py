@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from slack_sdk.signature import Clock, SignatureVerifier
 
-from config.settings import PlatformSettings
+from connectors.slack.settings import SlackSettings
 from connectors.base import WebhookEvent, WebhookRejected, WebhookReply, WebhookRequest
 from connectors.slack.inbound import without_secrets
 
@@ -30,7 +30,7 @@ class _Clock(Clock):
 
 
 class SlackWebhook:
-    def __init__(self, settings: PlatformSettings, now: Callable[[], float] = time.time) -> None:
+    def __init__(self, settings: SlackSettings, now: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.now = now
 

@@ -5,7 +5,7 @@ WebhookReceiver and Disconnecter (removes the webhook). No Backfiller: the Bot A
 while we are away because Telegram keeps unconfirmed updates for 24 hours.
 
 Per account: credentials `bot_token`, `bot_id`, `webhook_secret`; settings `mode`
-("polling" | "webhook") and, for webhooks, `webhook_url`. Resume state: `{"offset": int}`.
+("polling" | "webhook") and, for webhooks, `public_url`. Resume state: `{"offset": int}`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from connectors.base import (
     ListenContext,
     Outbound,
     Sent,
+    SetupContext,
     WebhookReply,
     WebhookRequest,
 )
@@ -45,14 +46,14 @@ class TelegramConnector:
     async def listen(self, ctx: ListenContext) -> None:
         await listen_for_updates(self.settings, ctx, poll_timeout=self.poll_timeout)
 
-    def normalize(self, envelope: Envelope) -> list[Change]:
-        return normalize_update(envelope)
+    def normalize(self, envelope: Envelope, account: Account) -> list[Change]:
+        return normalize_update(envelope, account)
 
     async def send(self, account: Account, outbound: Outbound) -> Sent:
         return await send_message(self.settings, account, outbound, budget=self.send_retry_budget)
 
-    async def connect(self, fields: dict[str, Any]) -> AccountSpec:
-        return await connect_bot(self.settings, fields)
+    async def connect(self, fields: dict[str, Any], setup: SetupContext) -> AccountSpec:
+        return await connect_bot(self.settings, fields, setup)
 
     def handle_webhook(self, request: WebhookRequest) -> WebhookReply:
         return check_webhook(request)

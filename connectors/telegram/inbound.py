@@ -1,25 +1,24 @@
 """Telegram Update JSON -> normalized changes. Pure: no I/O, no PTB objects, only the dict.
 
 `message` / `channel_post` are UPSERTs, `edited_message` / `edited_channel_post` are EDITs
-(`at` = `edit_date`). Bots are never told about deletions, and every other update kind
-(callback queries, member changes, reactions…) gives no change.
+(`at` = `edit_date`), `message_reaction` gives REACTION changes (the difference between the
+old and the new reaction list), and a service message renaming a group also gives a CHAT
+change. Bots are never told about deletions, and every other update kind gives no change.
 
-The payload is the Update exactly as Telegram sent it, plus one private key the hub adds
-when it receives the update (see `with_context`): `"_loomi": {"bot_id": "<id>"}`, because
-`is_self` needs the bot's own id and an Envelope does not say which bot it was delivered to.
+The payload is the Update exactly as Telegram sent it; `is_self` compares senders with the
+account's external id, which is the bot's user id.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from connectors.base import Attachment, Change, ChangeKind, ChatType, Envelope, Message
-
-CONTEXT_KEY = "_loomi"
+from connectors.base import Account, Attachment, Change, ChangeKind, ChatInfo, ChatType, Envelope, Message, Reaction
 
 NEW = ("message", "channel_post")
 EDITED = ("edited_message", "edited_channel_post")
-ALLOWED_UPDATES = [*NEW, *EDITED]  # asked for in getUpdates and setWebhook
+REACTION = "message_reaction"  # delivered only where the bot is an administrator
+ALLOWED_UPDATES = [*NEW, *EDITED, REACTION]  # asked for in getUpdates and setWebhook
 
 CHAT_TYPES = {"private": ChatType.DM, "group": ChatType.GROUP, "supergroup": ChatType.GROUP, "channel": ChatType.CHANNEL}
 
@@ -33,23 +32,22 @@ MEDIA = {
 }
 
 
-def with_context(update: dict[str, Any], bot_id: int | str) -> dict[str, Any]:
-    """The payload to queue: the Update as received plus what normalize cannot know."""
-    return {**update, CONTEXT_KEY: {"bot_id": str(bot_id)}}
-
-
-def normalize(envelope: Envelope) -> list[Change]:
+def normalize(envelope: Envelope, account: Account) -> list[Change]:
     payload = envelope.payload
     if not isinstance(payload, dict) or not _is_int(payload.get("update_id")):
         raise ValueError("not a Telegram Update: no integer update_id")
+    if REACTION in payload:
+        return _reactions(payload[REACTION])
     kind = next((k for k in (*NEW, *EDITED) if k in payload), None)
     if kind is None:
         return []
-    context = payload.get(CONTEXT_KEY)
-    bot_id = context.get("bot_id") if isinstance(context, dict) else None
-    message = to_message(payload[kind], None if bot_id is None else str(bot_id))
+    message = to_message(payload[kind], account.external_id)
     if kind in NEW:
-        return [Change(ChangeKind.UPSERT, message.chat_id, message.native_id, message)]
+        changes = [Change(ChangeKind.UPSERT, message.chat_id, message.native_id, message)]
+        title = payload[kind].get("new_chat_title")
+        if isinstance(title, str):
+            changes.append(Change(ChangeKind.CHAT, message.chat_id, "", chat=ChatInfo(name=title)))
+        return changes
     edit_date = payload[kind].get("edit_date")
     at = edit_date * 1000 if _is_int(edit_date) else envelope.received_at
     message.edited_at = at
@@ -103,6 +101,35 @@ def to_message(msg: Any, bot_id: str | None = None) -> Message:
         attachments=attachments,
         mentions=_mentions(text, entities),
     )
+
+
+def _reactions(update: Any) -> list[Change]:
+    """MessageReactionUpdated: emoji in `new_reaction` but not `old_reaction` were added, the
+    reverse were taken back (custom emoji by their id)."""
+    if not isinstance(update, dict) or not isinstance(update.get("chat"), dict) or not _is_int(update.get("message_id")):
+        raise ValueError("Telegram message_reaction lacks chat or message_id")
+    chat_id, native_id = _id(update["chat"]), str(update["message_id"])
+    if chat_id is None:
+        raise ValueError("Telegram message_reaction chat has no id")
+    who = update.get("user") if isinstance(update.get("user"), dict) else update.get("actor_chat")
+    sender = _id(who) if isinstance(who, dict) else None
+    at = update["date"] * 1000 if _is_int(update.get("date")) else None
+    old, new = _emoji(update.get("old_reaction")), _emoji(update.get("new_reaction"))
+    return [
+        Change(ChangeKind.REACTION, chat_id, native_id, at=at, reaction=Reaction(emoji, sender, added))
+        for added, emojis in ((True, [e for e in new if e not in old]), (False, [e for e in old if e not in new]))
+        for emoji in emojis
+    ]
+
+
+def _emoji(reactions: Any) -> list[str]:
+    out = []
+    for r in reactions if isinstance(reactions, list) else ():
+        if isinstance(r, dict):
+            value = r.get("emoji") or r.get("custom_emoji_id") or r.get("type")
+            if isinstance(value, str):
+                out.append(value)
+    return out
 
 
 def _attachments(msg: dict[str, Any]) -> tuple[list[Attachment], str | None]:

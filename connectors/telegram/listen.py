@@ -7,7 +7,8 @@ resume={"offset": last_update_id + 1})` (queued atomically with the saved offset
 getUpdates(new offset), which confirms them to Telegram. A crash anywhere restarts from the
 saved offset: at-least-once, and the inbound stream drops repeated update_ids.
 
-Webhook mode registers `settings["webhook_url"]` with the account's secret and then idles:
+Webhook mode registers `{settings["public_url"]}/api/telegram/webhook/{account id}` with the
+account's secret and then idles:
 updates arrive through the hub's webhook route (`webhook.py`).
 """
 
@@ -23,9 +24,9 @@ from telegram.error import Conflict, InvalidToken, RetryAfter
 from telegram.request import HTTPXRequest
 
 from config.settings import PlatformSettings
-from connectors.base import AccountState, Envelope, ListenContext, NeedsReauth
+from connectors.base import Account, AccountState, Envelope, ListenContext, NeedsReauth
 from connectors.telegram.client import PLATFORM, RawRequest, make_bot, reauth, retry_seconds
-from connectors.telegram.inbound import ALLOWED_UPDATES, with_context
+from connectors.telegram.inbound import ALLOWED_UPDATES
 
 log = logging.getLogger("loomi.telegram")
 T = TypeVar("T")
@@ -41,6 +42,12 @@ class _RawUpdates(RawRequest):
         if isinstance(data, dict) and data.get("ok") is True:
             return {**data, "result": []}
         return data
+
+
+def webhook_url(account: Account) -> str | None:
+    """Where Telegram posts this account's updates: the hub's per-account webhook route."""
+    base = account.settings.get("public_url")
+    return f"{base}/api/{PLATFORM}/webhook/{account.id}" if isinstance(base, str) and base else None
 
 
 async def listen(settings: PlatformSettings, ctx: ListenContext, *, poll_timeout: int) -> None:
@@ -66,10 +73,10 @@ async def listen(settings: PlatformSettings, ctx: ListenContext, *, poll_timeout
 
 
 async def _serve_webhook(bot: Bot, ctx: ListenContext) -> None:
-    url = ctx.account.settings.get("webhook_url")
+    url = webhook_url(ctx.account)
     secret = ctx.account.credentials.get("webhook_secret")
     if not url or not secret:
-        raise ValueError("webhook mode needs settings.webhook_url and credentials.webhook_secret")
+        raise ValueError("webhook mode needs settings.public_url and credentials.webhook_secret")
     await _obey(lambda: bot.set_webhook(url=url, secret_token=secret, allowed_updates=ALLOWED_UPDATES))
     await ctx.report(AccountState.CONNECTED)
     await asyncio.Event().wait()  # Telegram pushes to the route now; we only hold the lease
@@ -100,7 +107,7 @@ async def _poll(bot: Bot, ctx: ListenContext, updates: RawRequest, timeout: int)
             continue
         now = int(time.time() * 1000)
         envelopes = [
-            Envelope(PLATFORM, ctx.account.id, str(u["update_id"]), now, with_context(u, bot.id)) for u in batch
+            Envelope(PLATFORM, ctx.account.id, str(u["update_id"]), now, u) for u in batch
         ]
         last = max(u["update_id"] for u in batch) + 1
         offset = last if offset is None else max(offset, last)  # a redelivered update never moves it back

@@ -10,17 +10,18 @@ from telegram.error import InvalidToken, RetryAfter
 from telegram.request import HTTPXRequest
 
 from config.settings import PlatformSettings
-from connectors.base import AccountSpec, NeedsReauth, RateLimited
+from connectors.base import AccountSpec, NeedsReauth, RateLimited, SetupContext
 from connectors.telegram.client import make_bot, reauth, retry_seconds
 
 TOKEN = re.compile(r"\d+:[A-Za-z0-9_-]+")
 MODES = ("polling", "webhook")
 
 
-async def connect(settings: PlatformSettings, fields: dict[str, Any]) -> AccountSpec:
+async def connect(settings: PlatformSettings, fields: dict[str, Any], setup: SetupContext) -> AccountSpec:
     """`{"botToken", "mode"?}` -> the bot's account. Credentials: `bot_token`, `bot_id` and a
     fresh `webhook_secret` (32 URL-safe characters, the alphabet Telegram allows for
-    `secret_token`). Settings: `mode` (default polling); the caller adds `webhook_url`."""
+    `secret_token`). Settings: `mode` (default polling) and, for webhooks, `public_url`, from
+    which the listener builds the webhook URL."""
     token = fields.get("botToken")
     if not isinstance(token, str) or not token.strip():
         raise ValueError("botToken is required")
@@ -42,5 +43,5 @@ async def connect(settings: PlatformSettings, fields: dict[str, Any]) -> Account
         external_id=str(me.id),
         name=f"@{me.username}" if me.username else me.first_name,
         credentials={"bot_token": token, "webhook_secret": secrets.token_urlsafe(24), "bot_id": me.id},
-        settings={"mode": mode},
+        settings={"mode": mode, **({"public_url": setup.public_url} if mode == "webhook" else {})},
     )

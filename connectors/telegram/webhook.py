@@ -11,7 +11,6 @@ import hmac
 import json
 
 from connectors.base import WebhookEvent, WebhookRejected, WebhookReply, WebhookRequest
-from connectors.telegram.inbound import with_context
 
 SECRET_HEADER = "x-telegram-bot-api-secret-token"
 
@@ -33,5 +32,4 @@ def handle_webhook(request: WebhookRequest) -> WebhookReply:
     update_id = update.get("update_id") if isinstance(update, dict) else None
     if not isinstance(update_id, int) or isinstance(update_id, bool):
         raise WebhookRejected(400, "body is not a Telegram Update")
-    bot_id = account.credentials.get("bot_id") or account.external_id
-    return WebhookReply(events=[WebhookEvent(delivery_id=str(update_id), payload=with_context(update, bot_id))])
+    return WebhookReply(events=[WebhookEvent(delivery_id=str(update_id), payload=update)])

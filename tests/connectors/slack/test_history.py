@@ -39,7 +39,7 @@ async def test_backfill_pages_with_cursor(fake: FakeSlack, connector: SlackConne
     assert first.source == "backfill" and first.account_id == account.id
     assert first.payload["type"] == "history" and first.payload["channel_name"] == "general"
 
-    changes = [c for e in envelopes for c in connector.normalize(e)]
+    changes = [c for e in envelopes for c in connector.normalize(e, account)]
     assert [c.message.text for c in changes] == ["m4", "m3", "m2", "m1", "m0"]
     assert all(c.kind == ChangeKind.UPSERT and c.chat_id == "C1" for c in changes)
     assert all(c.message.chat_type == ChatType.CHANNEL and c.message.chat_name == "general" for c in changes)
@@ -70,7 +70,7 @@ async def test_backfill_includes_thread_replies(fake: FakeSlack, connector: Slac
     parent = fake.add_history_only("D1", "U1", "question?")
     reply = fake.add_history_only("D1", fake.bot_user_id, "answer", thread_ts=parent)
     page = await connector.backfill(account, "D1", None, None)
-    changes = {c.native_id: c.message for e in page.envelopes for c in connector.normalize(e)}
+    changes = {c.native_id: c.message for e in page.envelopes for c in connector.normalize(e, account)}
     assert set(changes) == {parent, reply}
     assert changes[parent].thread_id == parent and changes[parent].reply_to_id is None
     assert (changes[reply].thread_id, changes[reply].reply_to_id) == (parent, parent)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from connectors.base import Account, Attachment, ChangeKind, ChatType, Envelope
+from connectors.base import Account, Attachment, ChangeKind, ChatType, Envelope, Reaction
 from connectors.slack.inbound import normalize, ts_ms
 
 RECORDED: dict[str, Any] = json.loads((Path(__file__).parent / "recorded.json").read_text())
@@ -22,7 +22,7 @@ def envelope(payload: Any, source: str = "listen") -> Envelope:
     return Envelope("slack", "acct_slack", delivery, 0, payload, source)
 
 
-def one(name: str, account: Account | None = None) -> Any:
+def one(name: str, account: Account = ACCOUNT) -> Any:
     changes = normalize(envelope(copy.deepcopy(RECORDED[name])), account)
     assert len(changes) == 1
     return changes[0]
@@ -60,11 +60,11 @@ def test_thread_reply_and_parent() -> None:
     assert (reply.thread_id, reply.reply_to_id, reply.sender_id) == ("1700000000.123456", "1700000000.123456", "U2")
     history = {"type": "history", "channel": "C1", "channel_type": "channel", "channel_name": "general",
                "message": RECORDED["thread_parent_history"]}
-    (parent,) = normalize(envelope(history, "backfill"))
+    (parent,) = normalize(envelope(history, "backfill"), ACCOUNT)
     assert parent.message.thread_id == "1700000000.123456"  # thread_ts == ts, but it has replies
     assert parent.message.reply_to_id is None and parent.message.chat_name == "general"
     lonely = dict(RECORDED["thread_parent_history"], reply_count=0, latest_reply=None, thread_ts=None)
-    (plain,) = normalize(envelope(dict(history, message=lonely), "backfill"))
+    (plain,) = normalize(envelope(dict(history, message=lonely), "backfill"), ACCOUNT)
     assert plain.message.thread_id is None
 
 
@@ -90,7 +90,7 @@ def test_message_changed_is_an_edit() -> None:
 def test_tombstone_edit_is_a_delete() -> None:
     payload = copy.deepcopy(RECORDED["message_changed"])
     payload["event"]["message"] |= {"subtype": "tombstone", "text": "This message was deleted.", "user": "USLACKBOT"}
-    (change,) = normalize(envelope(payload))
+    (change,) = normalize(envelope(payload), ACCOUNT)
     assert (change.kind, change.native_id, change.message) == (ChangeKind.DELETE, "1700000000.123456", None)
 
 
@@ -101,7 +101,6 @@ def test_message_deleted() -> None:
 
 
 def test_bot_echo_is_self() -> None:
-    assert one("bot_echo").message.is_self is True  # from the payload's authorizations
     assert one("bot_echo", ACCOUNT).message.is_self is True  # from the account's credentials
     assert one("bot_echo").message.sender_name == "loomi"
     other = Account(**{**ACCOUNT.__dict__, "credentials": {"bot_user_id": "UOTHER", "bot_id": "BOTHER2"}})
@@ -119,13 +118,13 @@ def test_system_messages_are_kept_as_system() -> None:
     assert msg.content_type == "system" and msg.mentions == ["U2"]
 
 
-@pytest.mark.parametrize("name", ["reaction_added", "message_replied"])
+@pytest.mark.parametrize("name", ["message_replied"])
 def test_other_events_give_nothing(name: str) -> None:
-    assert normalize(envelope(RECORDED[name])) == []
+    assert normalize(envelope(RECORDED[name]), ACCOUNT) == []
 
 
 def test_other_payload_types_give_nothing() -> None:
-    assert normalize(envelope({"type": "app_rate_limited", "team_id": "T0FAKE", "minute_rate_limited": 1})) == []
+    assert normalize(envelope({"type": "app_rate_limited", "team_id": "T0FAKE", "minute_rate_limited": 1}), ACCOUNT) == []
 
 
 @pytest.mark.parametrize("payload", [
@@ -147,4 +146,24 @@ def test_other_payload_types_give_nothing() -> None:
 ])
 def test_garbage_raises_value_error(payload: Any) -> None:
     with pytest.raises(ValueError):
-        normalize(envelope(payload))
+        normalize(envelope(payload), ACCOUNT)
+
+
+def test_reactions_and_renames() -> None:
+    added = {"type": "event_callback", "team_id": "T0FAKE", "event_id": "Ev1", "event": {
+        "type": "reaction_added", "user": "U1", "reaction": "thumbsup", "event_ts": "1700000001.000100",
+        "item": {"type": "message", "channel": "C1", "ts": "1700000000.123456"}}}
+    (change,) = normalize(envelope(added), ACCOUNT)
+    assert (change.kind, change.chat_id, change.native_id, change.at) == (
+        ChangeKind.REACTION, "C1", "1700000000.123456", 1700000001000)
+    assert change.reaction == Reaction("thumbsup", "U1", True)
+    removed = copy.deepcopy(added)
+    removed["event"]["type"] = "reaction_removed"
+    assert normalize(envelope(removed), ACCOUNT)[0].reaction == Reaction("thumbsup", "U1", False)
+    on_file = copy.deepcopy(added)
+    on_file["event"]["item"] = {"type": "file", "file": "F1"}
+    assert normalize(envelope(on_file), ACCOUNT) == []
+    rename = {"type": "event_callback", "team_id": "T0FAKE", "event_id": "Ev2",
+              "event": {"type": "channel_rename", "channel": {"id": "C1", "name": "launch", "created": 1}}}
+    (chat,) = normalize(envelope(rename), ACCOUNT)
+    assert (chat.kind, chat.chat_id, chat.chat.name) == (ChangeKind.CHAT, "C1", "launch")

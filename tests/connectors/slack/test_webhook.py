@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 
 from config.settings import PlatformSettings, load_settings
-from connectors.base import Envelope, WebhookRejected, WebhookRequest
+from connectors.base import Account, Envelope, WebhookRejected, WebhookRequest
 from connectors.slack.connector import SlackConnector
 from tests.connectors.slack.conftest import SIGNING_SECRET
 from tests.fakes.slack import FakeSlack, sign
@@ -132,6 +132,7 @@ async def test_fake_slack_delivery_verifies_and_normalizes(fake: FakeSlack, sett
     finally:
         await runner.cleanup()
     (event,) = received
-    (change,) = slack.normalize(Envelope("slack", "acct", event.delivery_id, 0, event.payload, "webhook"))
+    account = Account("acct", "usr", "slack", fake.team_id, "Fake", {"bot_user_id": fake.bot_user_id, "bot_id": fake.bot_id})
+    (change,) = slack.normalize(Envelope("slack", "acct", event.delivery_id, 0, event.payload, "webhook"), account)
     assert change.message.text == "over http" and change.chat_id == "C2"
 

@@ -19,17 +19,18 @@ from connectors.base import (
     OAuthSetup,
     Outbound,
     RateLimited,
+    SetupContext,
     WebhookReceiver,
     WebhookRejected,
     WebhookRequest,
 )
 from connectors.registry import connector_class
 from connectors.telegram.connector import TelegramConnector
-from connectors.telegram.inbound import with_context
 from tests.connectors.telegram.conftest import ALICE, BOT_ID, FORUM, PRIVATE, SECRET, TOKEN, make_account
 from tests.fakes.telegram import FakeTelegram
 
 UNKNOWN = "999999:AAnotAKnownTokenAtAll_0123456789"
+SETUP = SetupContext(user_id="user-1", public_url="https://hub.example")
 
 
 def test_protocols_and_registry(connector: TelegramConnector) -> None:
@@ -58,13 +59,13 @@ async def test_send_reply_into_a_forum_topic(tg: FakeTelegram, connector: Telegr
     wire = tg.sent_messages[-1]
     assert wire["reply_to_message"]["message_id"] == asked and wire["message_thread_id"] == 400
     assert (sent.chat_id, sent.thread_id, sent.native_id) == (str(FORUM), "400", str(wire["message_id"]))
-    echo = connector.normalize(_as_envelope(tg, wire))[0].message  # the same ids an echo would carry
+    echo = connector.normalize(_as_envelope(tg, wire), make_account())[0].message  # the same ids an echo would carry
     assert (echo.chat_id, echo.native_id, echo.thread_id, echo.reply_to_id, echo.is_self) == (
         sent.chat_id, sent.native_id, "400", str(asked), True)
 
 
 def _as_envelope(tg: FakeTelegram, message: dict[str, Any]) -> Envelope:
-    return Envelope("telegram", "acc", "1", 0, with_context({"update_id": 1, "message": message}, BOT_ID))
+    return Envelope("telegram", "acc", "1", 0, {"update_id": 1, "message": message})
 
 
 async def test_send_waits_out_a_short_429(tg: FakeTelegram, connector: TelegramConnector) -> None:
@@ -97,33 +98,34 @@ async def test_send_with_a_rejected_token_needs_reauth(tg: FakeTelegram, connect
 
 
 async def test_connect_with_a_good_token(tg: FakeTelegram, connector: TelegramConnector) -> None:
-    spec = await connector.connect({"botToken": f"  {TOKEN}\n"})
+    spec = await connector.connect({"botToken": f"  {TOKEN}\n"}, SETUP)
     assert (spec.external_id, spec.name, spec.settings) == (str(BOT_ID), "@loomi_test_bot", {"mode": "polling"})
     assert spec.credentials["bot_token"] == TOKEN and spec.credentials["bot_id"] == BOT_ID
     secret = spec.credentials["webhook_secret"]
     assert len(secret) == 32 and set(secret) <= set(string.ascii_letters + string.digits + "_-")
-    other = await connector.connect({"botToken": TOKEN, "mode": "webhook"})
-    assert other.credentials["webhook_secret"] != secret and other.settings == {"mode": "webhook"}
+    other = await connector.connect({"botToken": TOKEN, "mode": "webhook"}, SETUP)
+    assert other.credentials["webhook_secret"] != secret
+    assert other.settings == {"mode": "webhook", "public_url": SETUP.public_url}  # the listener builds the URL from it
     assert tg.calls["getMe"] == 2
 
 
 async def test_connect_with_a_bad_token(tg: FakeTelegram, connector: TelegramConnector) -> None:
     with pytest.raises(NeedsReauth) as err:
-        await connector.connect({"botToken": UNKNOWN})
+        await connector.connect({"botToken": UNKNOWN}, SETUP)
     assert "AAnotAKnownToken" not in str(err.value) and err.value.__suppress_context__
     calls = tg.calls["getMe"]
     with pytest.raises(NeedsReauth):
-        await connector.connect({"botToken": "not a token/../getMe"})  # never reaches Telegram
+        await connector.connect({"botToken": "not a token/../getMe"}, SETUP)  # never reaches Telegram
     assert tg.calls["getMe"] == calls
     for fields in ({}, {"botToken": ""}, {"botToken": 123}, {"botToken": TOKEN, "mode": "smoke"}):
         with pytest.raises(ValueError):
-            await connector.connect(fields)
+            await connector.connect(fields, SETUP)
 
 
 async def test_connect_when_flood_limited(tg: FakeTelegram, connector: TelegramConnector) -> None:
     tg.fail_next("getMe", retry_after=3)
     with pytest.raises(RateLimited) as err:
-        await connector.connect({"botToken": TOKEN})
+        await connector.connect({"botToken": TOKEN}, SETUP)
     assert err.value.retry_after == 3
 
 
@@ -142,7 +144,7 @@ def test_webhook_with_the_right_secret(connector: TelegramConnector) -> None:
     assert reply.status == 200 and len(reply.events) == 1
     event = reply.events[0]
     assert event.delivery_id == "730001" and event.external_id is None
-    assert event.payload == {**UPDATE, "_loomi": {"bot_id": str(BOT_ID)}}
+    assert event.payload == UPDATE  # exactly as Telegram sent it
     assert connector.handle_webhook(hook({"X-Telegram-Bot-Api-Secret-Token": SECRET})).events == reply.events
 
 

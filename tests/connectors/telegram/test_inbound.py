@@ -8,18 +8,21 @@ from typing import Any
 
 import pytest
 
-from connectors.base import Attachment, ChangeKind, ChatType, Envelope
-from connectors.telegram.inbound import normalize, with_context
+from connectors.base import Account, Attachment, ChangeKind, ChatType, Envelope, Reaction
+from connectors.telegram.inbound import normalize as normalize_update
 
 UPDATES: dict[str, Any] = json.loads((Path(__file__).parent / "updates.json").read_text())
 BOT_ID = 123456
+ACCOUNT = Account("acc-1", "user-1", "telegram", str(BOT_ID), "@loomi_test_bot", {})
 
 
-def envelope(name_or_payload: Any, bot_id: int | None = BOT_ID) -> Envelope:
+def normalize(env: Envelope, account: Account = ACCOUNT) -> list[Any]:
+    return normalize_update(env, account)
+
+
+def envelope(name_or_payload: Any) -> Envelope:
     """A recorded update by name, or any payload as given."""
     payload = UPDATES[name_or_payload] if isinstance(name_or_payload, str) else name_or_payload
-    if bot_id is not None and isinstance(payload, dict):
-        payload = with_context(payload, bot_id)
     delivery = str(payload.get("update_id")) if isinstance(payload, dict) else "?"
     return Envelope("telegram", "acc-1", delivery, 1717999999000, payload)
 
@@ -96,18 +99,39 @@ def test_message_on_behalf_of_a_chat_uses_sender_chat() -> None:
     assert (m.sender_id, m.sender_name, m.is_self) == ("-1001500000001", "Team chat", False)
 
 
-def test_is_self_from_the_bot_id_added_at_receipt() -> None:
+def test_is_self_from_the_accounts_bot_id() -> None:
     update = json.loads(json.dumps(UPDATES["private_text"]))
     update["message"]["from"] = {"id": BOT_ID, "is_bot": True, "first_name": "Loomi", "username": "loomi_test_bot"}
     assert normalize(envelope(update))[0].message.is_self is True
-    assert normalize(envelope(update, bot_id=None))[0].message.is_self is False  # no context: unknown, not self
+    other_bot = Account("acc-2", "user-1", "telegram", "777", "@other_bot", {})
+    assert normalize(envelope(update), other_bot)[0].message.is_self is False  # the same update seen by another bot
     assert normalize(envelope("private_text"))[0].message.is_self is False
+    assert "_loomi" not in json.dumps(update)  # nothing is smuggled into the payload
 
 
 @pytest.mark.parametrize("name", ["callback_query", "my_chat_member"])
 def test_other_update_kinds_give_nothing(name: str) -> None:
     assert normalize(envelope(name)) == []
-    assert normalize(envelope({"update_id": 1, "message_reaction": {"chat": {"id": 1}}})) == []
+
+
+def test_reactions_are_the_difference_between_old_and_new() -> None:
+    update = {"update_id": 9, "message_reaction": {
+        "chat": {"id": -100123, "type": "supergroup", "title": "Team"}, "message_id": 42, "date": 1717000000,
+        "user": {"id": 5001, "is_bot": False, "first_name": "Alice"},
+        "old_reaction": [{"type": "emoji", "emoji": "👍"}],
+        "new_reaction": [{"type": "emoji", "emoji": "🔥"}, {"type": "custom_emoji", "custom_emoji_id": "5368"}]}}
+    changes = normalize(envelope(update))
+    assert [(c.kind, c.chat_id, c.native_id, c.at) for c in changes] == [(ChangeKind.REACTION, "-100123", "42", 1717000000000)] * 3
+    assert [c.reaction for c in changes] == [Reaction("🔥", "5001", True), Reaction("5368", "5001", True), Reaction("👍", "5001", False)]
+    with pytest.raises(ValueError):
+        normalize(envelope({"update_id": 1, "message_reaction": {"chat": {"id": 1}}}))  # no message_id
+
+
+def test_a_renamed_group_is_a_chat_change() -> None:
+    update = {"update_id": 10, "message": {"message_id": 7, "date": 1717000000, "chat": {"id": -5, "type": "group", "title": "New"},
+                                           "from": {"id": 5001, "is_bot": False, "first_name": "Alice"}, "new_chat_title": "New"}}
+    upsert, chat = normalize(envelope(update))
+    assert upsert.kind is ChangeKind.UPSERT and (chat.kind, chat.chat_id, chat.chat.name) == (ChangeKind.CHAT, "-5", "New")
 
 
 @pytest.mark.parametrize(
@@ -126,11 +150,11 @@ def test_other_update_kinds_give_nothing(name: str) -> None:
 )
 def test_unreadable_payloads_raise_value_error(payload: Any) -> None:
     with pytest.raises(ValueError):
-        normalize(envelope(payload, bot_id=None))
+        normalize(envelope(payload))
 
 
 def test_normalize_is_pure() -> None:
-    payload = with_context(UPDATES["group_reply"], BOT_ID)
+    payload = UPDATES["group_reply"]
     before = json.dumps(payload, sort_keys=True)
-    first, second = normalize(envelope(payload, None)), normalize(envelope(payload, None))
+    first, second = normalize(envelope(payload)), normalize(envelope(payload))
     assert first == second and json.dumps(payload, sort_keys=True) == before

@@ -100,11 +100,11 @@ async def test_every_update_emitted_once_in_order_with_the_offset(tg: FakeTelegr
     assert ctx.resume == {"offset": expected[-1] + 1}
     first = ctx.envelopes[0]
     assert (first.platform, first.account_id, first.source) == ("telegram", "acc-telegram-1", "listen")
-    assert first.payload == {**raw[0], "_loomi": {"bot_id": str(BOT_ID)}}  # the JSON as sent, plus context
+    assert first.payload == raw[0]  # the JSON exactly as sent
     assert [e.payload.get("edited_message", {}).get("text") for e in ctx.envelopes][3] == "message 0, edited"
     assert ctx.states == [AccountState.CONNECTED]
     assert tg.calls["deleteWebhook"] == 1 and ctx.reconnects == 0
-    changes = [c for e in ctx.envelopes for c in connector.normalize(e)]
+    changes = [c for e in ctx.envelopes for c in connector.normalize(e, ctx.account)]
     assert [c.native_id for c in changes] == ["1", "2", "3", "1", "1", "2"]
 
 
@@ -234,8 +234,8 @@ async def test_an_update_ptb_cannot_parse_is_queued_raw(tg: FakeTelegram, connec
         await wait_until(lambda: len(ctx.envelopes) == 2)
     assert ctx.ids == [bad, *ids]
     with pytest.raises(ValueError):  # ingest sends it to the dead-letter list
-        connector.normalize(ctx.envelopes[0])
-    assert connector.normalize(ctx.envelopes[1])[0].message.text == "message 0"
+        connector.normalize(ctx.envelopes[0], ctx.account)
+    assert connector.normalize(ctx.envelopes[1], ctx.account)[0].message.text == "message 0"
 
 
 class HookRoute:
@@ -246,7 +246,7 @@ class HookRoute:
         self.connector, self.account = connector, account
         self.events: list[Any] = []
         self.rejected: list[int] = []
-        self.url = ""
+        self.url = self.base = ""
         self.runner: web.AppRunner | None = None
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -265,7 +265,8 @@ class HookRoute:
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         await web.TCPSite(self.runner, "127.0.0.1", 0).start()
-        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}/api/telegram/webhook/{self.account.id}"
+        self.base = f"http://127.0.0.1:{self.runner.addresses[0][1]}"
+        self.url = f"{self.base}/api/telegram/webhook/{self.account.id}"
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -276,18 +277,18 @@ class HookRoute:
 async def test_webhook_mode_sets_the_webhook_with_the_secret(tg: FakeTelegram, connector: TelegramConnector) -> None:
     account = make_account(mode="webhook")
     async with HookRoute(connector, account) as route:
-        account.settings["webhook_url"] = route.url
+        account.settings["public_url"] = route.base  # the connector builds route.url from it
         ctx = RecordingContext(account)
         async with running(connector, ctx) as task, Bot(TOKEN, base_url=f"{tg.base_url}/bot") as probe:
             await wait_until(lambda: ctx.states == [AccountState.CONNECTED])
             info = await probe.get_webhook_info()
             assert info.url == route.url and set(info.allowed_updates or ()) == {
-                "message", "edited_message", "channel_post", "edited_channel_post"}
+                "message", "edited_message", "channel_post", "edited_channel_post", "message_reaction"}
             message_id = tg.post_message(TOKEN, PRIVATE, ALICE, "via webhook")
             await wait_until(lambda: route.events)
             assert tg.webhook_deliveries[0].status == 200 and route.rejected == []  # the secret matched
             event = route.events[0]
-            assert event.payload["message"]["text"] == "via webhook" and event.payload["_loomi"] == {"bot_id": str(BOT_ID)}
+            assert event.payload["message"]["text"] == "via webhook" and "_loomi" not in event.payload
             assert event.payload["message"]["message_id"] == message_id and event.delivery_id == str(event.payload["update_id"])
             assert not task.done() and ctx.emits == [] and tg.calls["getUpdates"] == 0 and tg.calls["deleteWebhook"] == 0
 
