@@ -1,0 +1,96 @@
+"""DingTalk end to end: the public listener/init route -> the Stream-mode listener (dingtalk-stream
+SDK pieces against FakeDingTalk) -> stream -> store -> GET /api/messages, exactly once through a
+dropped socket, a `disconnect` and a redelivery; sending through the session webhook and the robot
+API; signed HTTP-mode callbacks, forged ones refused."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+from tests.e2e.harness import e2e_env, fresh_database, running_hub
+from tests.fakes.dingtalk import FakeDingTalk, sign
+from tests.waiting import eventually
+
+APP, SECRET = "dinge2eappkey001", "e2e-app-secret-0123456789"
+
+
+async def test_connect_receive_send_exactly_once(backend: str, tmp_path: Path) -> None:
+    async with FakeDingTalk(disconnect_grace=0.3) as fake, fresh_database(backend, tmp_path) as db:
+        fake.add_app(APP, SECRET)
+        env = e2e_env(backend, tmp_path, db, LOOMI_DINGTALK_BASE_URL=fake.base_url)
+        async with running_hub(env) as hub:
+            headers = await hub.login()
+            # bad input changes nothing
+            bad = await hub.client.post("/api/dingtalk/listener/init", json={"clientId": APP, "clientSecret": "no"},
+                                        headers=headers)
+            assert bad.status_code == 400 and bad.json()["code"] == "credentials_rejected", bad.text
+            assert "invalid clientSecret" in bad.json()["cause"]
+            missing = await hub.client.post("/api/dingtalk/listener/init", json={"clientId": APP}, headers=headers)
+            assert missing.status_code == 400 and missing.json()["code"] == "invalid_input"
+            assert await hub.first_account(headers) is None
+
+            r = await hub.client.post("/api/dingtalk/listener/init", json={"clientId": APP, "clientSecret": SECRET},
+                                      headers=headers)
+            assert r.status_code == 200 and r.json()["status"] == "started", r.text
+            account_id = r.json()["account"]["id"]
+            await eventually(lambda: hub.in_state(headers, "connected"), what="listener connected")
+
+            sent: list[str] = []
+            for i in range(40):
+                group = "cidTeam" if i % 2 else None
+                sent.append(fake.post_message(APP, f"hello {i}", group=group,
+                                              sender=("staff-bob", "Bob") if i % 3 else ("staff-alice", "Alice")))
+                if i == 10:
+                    fake.drop_connections(APP)
+                if i == 20:
+                    fake.redeliver(APP, sent[0])
+                if i == 30:
+                    fake.disconnect(APP)
+                if i % 10 == 0:
+                    await asyncio.sleep(0.05)
+            quoted = fake.post_message(APP, "answering", group="cidTeam", reply_to=sent[1], at=["staff-carol"])
+            sent.append(quoted)
+            got = await eventually(lambda: hub.at_least(headers, 41), timeout=60, what="41 messages")
+            await asyncio.sleep(0.5)
+            got = await hub.messages(headers)
+            assert len(got) == 41 and {m["nativeId"] for m in got} == set(sent)
+            assert {m["chatId"] for m in got} == {"group:cidTeam", "user:staff-alice", "user:staff-bob"}
+            assert {m["chatType"] for m in got} == {"dm", "group"}
+            reply = next(m for m in got if m["nativeId"] == quoted)
+            assert reply["replyToId"] == sent[1]
+            assert all(m["accountId"] == account_id and m["platform"] == "dingtalk" for m in got)
+            raw = (await hub.client.get("/api/messages/raw", params={"id": got[0]["id"]}, headers=headers)).json()["raw"]
+            assert "msgId" in raw and "sessionWebhook" not in raw
+
+            # sending: the group's fresh session webhook, then the robot API for a DM, throttled once
+            r = await hub.client.post("/api/messages", json={"accountId": account_id, "chatId": "group:cidTeam",
+                                                             "text": "from the hub", "idempotencyKey": "k-1"},
+                                      headers=headers)
+            assert r.status_code == 201 and r.json()["status"] == "sent", r.text
+            fake.rate_limit_next(1, path="/v1.0/robot/oToMessages/batchSend")
+            r2 = await hub.client.post("/api/messages", json={"accountId": account_id, "chatId": "user:staff-dave",
+                                                              "text": "to Dave", "idempotencyKey": "k-2"},
+                                       headers=headers)
+            assert r2.status_code == 201 and r2.json()["status"] == "sent", r2.text
+            assert [(s["via"], s["chat_id"], s["text"]) for s in fake.sent] == [
+                ("session", "group:cidTeam", "from the hub"), ("oto", "user:staff-dave", "to Dave")]
+            assert r2.json()["nativeId"] == fake.sent[1]["processQueryKey"]
+
+            # HTTP-mode callbacks: signed ones stored, forged ones refused
+            body = {"msgId": "msgHTTP1", "conversationType": "1", "senderStaffId": "staff-erin", "senderNick": "Erin",
+                    "createAt": int(time.time() * 1000), "msgtype": "text", "text": {"content": "over http"}}
+            stamp = str(int(time.time() * 1000))
+            forged = await hub.client.post(f"/api/dingtalk/webhook/{account_id}", content=json.dumps(body),
+                                           headers={"timestamp": stamp, "sign": sign("wrong", stamp)})
+            assert forged.status_code == 401
+            ok = await hub.client.post(f"/api/dingtalk/webhook/{account_id}", content=json.dumps(body),
+                                       headers={"timestamp": stamp, "sign": sign(SECRET, stamp)})
+            assert ok.status_code == 200, ok.text
+            await eventually(lambda: hub.with_text(headers, "over http"), what="the HTTP-mode message")
+            final = await hub.messages(headers)
+            assert len(final) == 44  # 41 + the HTTP one + our two sends, recorded as outbound rows
+            assert sorted(m["text"] for m in final if m["nativeId"] not in set(sent) | {"msgHTTP1"}) == [
+                "from the hub", "to Dave"]
