@@ -45,6 +45,16 @@ sessions = sa.Table(
     sa.Column("revoked_at", Millis),
 )
 
+user_identities = sa.Table(  # a provider sign-in (GitHub, Google) bound to one hub user, never by email alone
+    "user_identities",
+    metadata,
+    sa.Column("provider", sa.String(20), primary_key=True),
+    sa.Column("provider_user_id", sa.String(200), primary_key=True),  # GitHub numeric id, Google `sub`
+    sa.Column("user_id", sa.String(40), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("email", sa.String(320), nullable=False),  # what the provider said when it was linked
+    sa.Column("created_at", Millis, nullable=False),
+)
+
 accounts = sa.Table(
     "accounts",
     metadata,

@@ -9,11 +9,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from store.ids import SessionId, UserId, new_id, now_ms
-from store.schema import sessions, users
+from store.schema import sessions, user_identities, users
 
 
 class EmailTaken(Exception):
     pass
+
+
+class IdentityTaken(Exception):
+    """This provider identity already belongs to another user."""
 
 
 async def create_user(
@@ -120,3 +124,34 @@ async def load_principal(conn: AsyncConnection, user_id: str, session_id: str) -
     )
     row = (await conn.execute(query)).mappings().first()
     return dict(row) if row else None
+
+
+async def get_identity(conn: AsyncConnection, provider: str, provider_user_id: str) -> dict[str, Any] | None:
+    query = user_identities.select().where(
+        user_identities.c.provider == provider, user_identities.c.provider_user_id == provider_user_id
+    )
+    row = (await conn.execute(query)).mappings().first()
+    return dict(row) if row else None
+
+
+async def identities_of(conn: AsyncConnection, user_id: UserId) -> list[dict[str, Any]]:
+    query = user_identities.select().where(user_identities.c.user_id == user_id).order_by(user_identities.c.created_at)
+    return [dict(row) for row in (await conn.execute(query)).mappings().all()]
+
+
+async def add_identity(conn: AsyncConnection, provider: str, provider_user_id: str, user_id: UserId, email: str) -> None:
+    """Bind a provider identity to `user_id`; IdentityTaken when another user holds it."""
+    row = {
+        "provider": provider,
+        "provider_user_id": provider_user_id,
+        "user_id": user_id,
+        "email": email.lower(),
+        "created_at": now_ms(),
+    }
+    try:
+        async with conn.begin_nested():
+            await conn.execute(user_identities.insert().values(**row))
+    except IntegrityError:
+        existing = await get_identity(conn, provider, provider_user_id)
+        if existing is None or existing["user_id"] != user_id:
+            raise IdentityTaken(f"{provider}:{provider_user_id}") from None

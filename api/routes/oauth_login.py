@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from api.auth import hub_of, session_response, set_session_cookie, start_session
+from api.auth import authenticate, hub_of, session_response, set_session_cookie, start_session
 from api.endpoint import endpoint
 from api.errors import ApiError, bad_request, not_found
 from api.responses import json
@@ -23,7 +23,18 @@ from config.settings import PlatformSettings
 from connectors import oauth
 from connectors.login import EmailUnverified, LoginProfile, LoginProvider, LoginRefused, make_login_provider
 from loomi.hub import Hub
-from store.users import EmailTaken, create_user, get_user_by_email, load_principal, update_user
+from store.users import (
+    EmailTaken,
+    IdentityTaken,
+    add_identity,
+    create_user,
+    get_identity,
+    get_user,
+    get_user_by_email,
+    identities_of,
+    load_principal,
+    update_user,
+)
 
 log = logging.getLogger("loomi.auth")
 
@@ -35,6 +46,10 @@ class ExchangeBody(Body):
 
 class PollBody(Body):
     state: str | None = Field(default=None, max_length=256)
+
+
+class StartBody(Body):
+    link: bool = False  # signed in already: bind this provider identity to the calling user
 
 
 def login_provider(request: Request):
@@ -66,11 +81,15 @@ def _not_available(name: str) -> ApiError:
 # ---- signing in with a provider (GitHub, Google) ---------------------------------------------
 #
 # Start -> the browser signs in at the provider -> callback (or the client's own /exchange)
-# -> a hub user found by verified email or created -> a session. The desktop app, which never
-# sees the callback, polls with the state. The record it polls holds ids, never a token: the
-# token is issued when it is collected.
+# -> the hub user this provider identity (provider + its user id) is bound to, or a new user
+# -> a session. An identity is bound to an existing account only when the person signed in to
+# it asks to link (start with `{"link": true}`), never by email alone: anyone can register an
+# email here without proving it, so matching by email would hand the victim's later sign-in to
+# whoever registered first. The desktop app, which never sees the callback, polls with the
+# state. The record it polls holds ids, never a token: the token is issued when it is collected.
 
 LOGIN_USER = ""  # the user an OAuth state carries for a sign-in: nobody is signed in yet
+LINK_PREFIX = "link:"  # ... and for linking: `link:<user id>` of the person who asked
 RESULT_TTL_SECONDS = 120  # how long a finished sign-in waits for its poller
 BIND_COOKIE = "loomi_oauth_login"  # ties a callback to the browser that started the flow
 CALLBACK_PATH = "/api/auth/callback"
@@ -121,26 +140,75 @@ def _callback_uri(request: Request, name: str, settings: PlatformSettings) -> st
 
 
 async def _consume(hub: Hub, name: str, state: str | None) -> oauth.PendingFlow:
+    """The sign-in or link flow behind `state`, once (a connect-account flow is not one)."""
     if not state:
         raise _invalid_state("state is required")
     try:
-        return await oauth.consume_state(hub.redis, state, name, LOGIN_USER)
+        flow = await oauth.consume_state(hub.redis, state, name, None)
+        if flow.user_id != LOGIN_USER and not flow.user_id.startswith(LINK_PREFIX):
+            raise oauth.OAuthError("invalid_state", "OAuth state does not belong to this flow")
+        return flow
     except oauth.OAuthError as err:
         error = _invalid_state(str(err))
         await _finish(hub, name, state, {"provider": name, "status": "error", "http": error.status, **error.body()})
         raise error from None
 
 
-async def _user_for(hub: Hub, profile: LoginProfile) -> dict:
-    """The user with this verified email, or a new one without a password."""
+def _linking(flow: oauth.PendingFlow) -> str | None:
+    """The user who asked to link this provider, or None for a plain sign-in."""
+    return flow.user_id.removeprefix(LINK_PREFIX) if flow.user_id.startswith(LINK_PREFIX) else None
+
+
+def _account_exists(name: str) -> ApiError:
+    return ApiError(
+        409,
+        "An account with this email already exists",
+        "account_exists",
+        f"sign in to it with its password, then link {name} from there "
+        f'(POST /api/remote-auth/oauth/{name} with {{"link": true}})',
+    )
+
+
+async def _created_by_a_provider(conn, user: dict) -> bool:  # noqa: ANN001
+    """Accounts made by a provider sign-in before identities were recorded (migration 0004):
+    no password, not the local owner, no identity yet. Nobody else can have made one."""
+    return user["password_hash"] is None and not user["is_owner"] and not await identities_of(conn, user["id"])
+
+
+async def _user_for(hub: Hub, name: str, profile: LoginProfile, link_to: str | None = None) -> dict:
+    """The user bound to this provider identity; else (linking) the caller, (signing in) a new
+    user, or 409 when the email belongs to an account this identity was never linked to."""
+    pid = profile.provider_user_id
     async with hub.engine.begin() as conn:
-        user = await get_user_by_email(conn, profile.email)
-        if user is None:
+        identity = await get_identity(conn, name, pid)
+        if link_to is not None:
+            if identity is not None and identity["user_id"] != link_to:
+                raise ApiError(409, f"This {name} account is linked to another user", "identity_taken")
+            if identity is None:
+                await add_identity(conn, name, pid, link_to, profile.email)
+            user = await get_user(conn, link_to)
+            if user is None:
+                raise ApiError(401, "The account that asked to link is gone", "invalid_token")
+        elif identity is not None:
+            user = await get_user(conn, identity["user_id"])
+            assert user is not None  # identities are deleted with their user
+        else:
+            user = await get_user_by_email(conn, profile.email)
+            if user is None:
+                try:
+                    user = await create_user(conn, email=profile.email, name=profile.name, password_hash=None)
+                except EmailTaken:  # a concurrent first sign-in created it a moment ago
+                    identity = await get_identity(conn, name, pid)
+                    if identity is None:
+                        raise _account_exists(name) from None
+                    user = await get_user(conn, identity["user_id"])
+                    assert user is not None
+            elif not await _created_by_a_provider(conn, user):
+                raise _account_exists(name)
             try:
-                user = await create_user(conn, email=profile.email, name=profile.name, password_hash=None)
-            except EmailTaken:  # a concurrent sign-in created it a moment ago
-                user = await get_user_by_email(conn, profile.email)
-                assert user is not None
+                await add_identity(conn, name, pid, user["id"], profile.email)
+            except IdentityTaken:
+                raise _account_exists(name) from None
         if profile.avatar_url and not user.get("avatar_url"):
             user = await update_user(conn, user["id"], avatar_url=profile.avatar_url)
     return user
@@ -158,19 +226,23 @@ async def _sign_in(
         raise bad_request(f"{name} could not be reached", "provider_unreachable", type(err).__name__) from None
     except EmailUnverified as err:
         raise ApiError(403, f"Your {name} account has no verified email", "email_unverified", str(err)) from None
-    user = await _user_for(hub, profile)
+    link_to = _linking(flow)
+    user = await _user_for(hub, name, profile, link_to)
     token = await start_session(hub, user, "oauth")
-    log.info("signed in with %s: user %s (%s id %s)", name, user["id"], name, profile.provider_user_id)
+    what = "linked" if link_to else "signed in with"
+    log.info("%s %s: user %s (%s id %s)", what, name, user["id"], name, profile.provider_user_id)
     return user, token
 
 
-@endpoint(auth=False)
-async def oauth_provider(request: Request):
-    """Start signing in with a provider: `{url, state}`; open `url` in a browser, then poll."""
+@endpoint(body=StartBody, auth=False)
+async def oauth_provider(request: Request, body: StartBody):
+    """Start signing in with a provider: `{url, state}`; open `url` in a browser, then poll.
+    Signed in, `{"link": true}` binds the provider account to yours instead."""
     platform, settings, _ = _provider(request)
     hub = hub_of(request)
+    owner = LINK_PREFIX + (await authenticate(request)).id if body.link else LOGIN_USER
     url, state = await oauth.start(
-        hub.redis, platform, settings, user_id=LOGIN_USER, redirect_uri=_callback_uri(request, platform.name, settings)
+        hub.redis, platform, settings, user_id=owner, redirect_uri=_callback_uri(request, platform.name, settings)
     )
     await hub.redis.set(login_key(state), _pending(platform.name), ex=oauth.STATE_TTL_SECONDS)
     response = json({"url": url, "state": state}, headers=NO_STORE)
@@ -200,7 +272,10 @@ async def oauth_callback(request: Request, query: CallbackQuery):
     name = platform.name
     flow = await _consume(hub, name, query.state)
     assert query.state is not None
+    started_here = hmac.compare_digest(request.cookies.get(BIND_COOKIE, "").encode(), query.state.encode())
     try:
+        if _linking(flow) and not started_here:  # else a link URL sent to a victim binds their account to the sender's
+            raise _invalid_state("a link must finish in the browser that started it")
         if query.error or not query.code:
             raise bad_request(f"{name} refused the sign-in", "oauth_denied", query.error or "the redirect carried no code")
         user, token = await _sign_in(hub, platform, settings, provider, flow, query.code)
@@ -218,7 +293,7 @@ async def oauth_callback(request: Request, query: CallbackQuery):
         response = HTMLResponse(SIGNED_IN_PAGE.format(email=html.escape(user["email"])), headers=NO_STORE)
     # Only the browser that started the flow gets the cookie: otherwise anyone could send a
     # victim a callback link for the sender's own account (login CSRF). Desktop apps poll.
-    if hmac.compare_digest(request.cookies.get(BIND_COOKIE, "").encode(), query.state.encode()):
+    if started_here:
         set_session_cookie(response, hub, token)
         response.delete_cookie(BIND_COOKIE, path=CALLBACK_PATH)
     return response
@@ -259,6 +334,8 @@ async def oauth_exchange(request: Request, body: ExchangeBody):
     flow = await _consume(hub, platform.name, body.state)
     assert body.state is not None
     try:
+        if (link_to := _linking(flow)) and (await authenticate(request)).id != link_to:
+            raise _invalid_state("a link must be finished by the user who started it")
         user, token = await _sign_in(hub, platform, settings, provider, flow, body.code)
     finally:
         await hub.redis.delete(login_key(body.state))  # this client has it: nothing to poll

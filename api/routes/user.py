@@ -31,6 +31,7 @@ class IdentityBody(Body):
     bio: str | None = Field(default=None, max_length=2000)
     title: str | None = Field(default=None, max_length=200)
     company: str | None = Field(default=None, max_length=200)
+    current_password: str | None = Field(default=None, alias="currentPassword", max_length=256)  # to change email
 
 
 class PasswordBody(Body):
@@ -67,6 +68,9 @@ async def get_identity(request: Request, user: Principal):
 async def put_identity(request: Request, user: Principal, body: IdentityBody):
     """Update identity fields; only the fields given change."""
     given = body.model_dump(exclude_unset=True)
+    current_password = given.pop("current_password", None)
+    if given.get("email") is not None and given["email"].lower() != user.user["email"]:
+        await _check_password_for_email_change(user, current_password)
     if not given:
         raise bad_request("Nothing to update", "invalid_input", "give at least one identity field")
     columns = {key: given[key] for key in ("name", "email", "avatar_url") if key in given and given[key] is not None}
@@ -77,6 +81,20 @@ async def put_identity(request: Request, user: Principal, body: IdentityBody):
     except EmailTaken:
         raise bad_request("An account with this email already exists", "email_taken") from None
     return identity(updated)
+
+
+async def _check_password_for_email_change(user: Principal, current_password: str | None) -> None:
+    """An email change needs the current password: a stolen session must not be able to move
+    the account to an address its thief controls (and emails are not verified here)."""
+    current_hash = user.user.get("password_hash")
+    if current_hash is None:
+        raise ApiError(
+            403, "Set a password before changing your email", "password_required", "PUT /api/user/password, then try again"
+        )
+    if not current_password:
+        raise bad_request("Current password is required to change the email", "invalid_input", "currentPassword: required")
+    if not await verify_password(current_hash, current_password):
+        raise ApiError(403, "Current password is wrong", "invalid_credentials")
 
 
 @endpoint(body=PasswordBody)
