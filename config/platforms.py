@@ -75,7 +75,12 @@ PLATFORMS: dict[str, Platform] = {
             scopes=("identify", "guilds", "bot"),
             scope_separator=" ",
         ),
-        Platform("feishu", "https://open.feishu.cn"),
+        Platform(
+            "feishu",
+            "https://open.feishu.cn",
+            connector="connectors.feishu.connector:FeishuConnector",
+            abilities=_abilities("credentials", "webhook", "backfill"),
+        ),
         Platform("dingtalk", "https://api.dingtalk.com"),
         Platform("qqbot", "https://api.sgroup.qq.com"),
         Platform("weixin", "https://ilinkai.weixin.qq.com"),
