@@ -81,7 +81,12 @@ PLATFORMS: dict[str, Platform] = {
             connector="connectors.feishu.connector:FeishuConnector",
             abilities=_abilities("credentials", "webhook", "backfill"),
         ),
-        Platform("dingtalk", "https://api.dingtalk.com"),
+        Platform(
+            "dingtalk",
+            "https://api.dingtalk.com",
+            connector="connectors.dingtalk.connector:DingTalkConnector",
+            abilities=_abilities("credentials", "webhook"),
+        ),
         Platform("qqbot", "https://api.sgroup.qq.com"),
         Platform("weixin", "https://ilinkai.weixin.qq.com"),
         Platform("whatsapp", "https://graph.facebook.com/v21.0"),

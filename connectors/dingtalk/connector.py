@@ -11,15 +11,23 @@ Resume state: none (see stream.py).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from config.settings import PlatformSettings
-from connectors.base import Account, AccountSpec, Change, Envelope, ListenContext, Outbound, Sent, WebhookReply, WebhookRequest
+from connectors.base import (
+    Account,
+    AccountSpec,
+    Change,
+    Envelope,
+    ListenContext,
+    Outbound,
+    Sent,
+    SetupContext,
+    WebhookReply,
+    WebhookRequest,
+)
 from connectors.dingtalk import inbound, outbound, setup, stream, webhook
 from connectors.dingtalk.api import OpenApi
-
-if TYPE_CHECKING:
-    from connectors.base import SetupContext
 
 
 class DingTalkConnector:
@@ -35,13 +43,15 @@ class DingTalkConnector:
     async def listen(self, ctx: ListenContext) -> None:
         await stream.listen(self.api, self.hooks, ctx, ping_interval=self.ping_interval)
 
-    def normalize(self, envelope: Envelope, account: Account | None = None) -> list[Change]:
+    def normalize(self, envelope: Envelope, account: Account) -> list[Change]:
         return inbound.normalize(envelope, account)
 
     async def send(self, account: Account, message: Outbound) -> Sent:
         return await outbound.send(self.api, self.hooks, account, message, budget=self.send_retry_budget)
 
-    async def connect(self, fields: dict[str, Any], setup_context: "SetupContext | None" = None) -> AccountSpec:
+    async def connect(self, fields: dict[str, Any], setup_context: SetupContext) -> AccountSpec:
+        """Nothing in `setup_context` is needed: Stream mode dials out, and HTTP mode's callback
+        URL (`/api/dingtalk/webhook/{accountId}`) is entered in DingTalk's console by the person."""
         return await setup.connect(self.api, fields)
 
     def handle_webhook(self, request: WebhookRequest) -> WebhookReply:

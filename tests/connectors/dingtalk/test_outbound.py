@@ -8,11 +8,13 @@ import time
 
 import pytest
 
-from connectors.base import NeedsReauth, Outbound, RateLimited, WebhookRejected, WebhookRequest
+from connectors.base import NeedsReauth, Outbound, RateLimited, SetupContext, WebhookRejected, WebhookRequest
 from connectors.dingtalk.connector import DingTalkConnector
 from tests.connectors.dingtalk.conftest import APP, SECRET, RecordingContext, make_account, running
 from tests.fakes.dingtalk import FakeDingTalk, sign
 from tests.waiting import wait_until
+
+SETUP = SetupContext(user_id="user-1", public_url="http://127.0.0.1:3414")
 
 
 async def test_robot_api_for_dms_and_groups(fake: FakeDingTalk, connector: DingTalkConnector) -> None:
@@ -77,17 +79,17 @@ async def test_bad_chat_ids_and_empty_text_are_refused(fake: FakeDingTalk, conne
 
 
 async def test_connect_checks_credentials_with_dingtalk(fake: FakeDingTalk, connector: DingTalkConnector) -> None:
-    spec = await connector.connect({"clientId": APP, "clientSecret": SECRET})
+    spec = await connector.connect({"clientId": APP, "clientSecret": SECRET}, SETUP)
     assert spec.external_id == APP and spec.credentials == {"client_id": APP, "client_secret": SECRET}
     with pytest.raises(NeedsReauth, match="invalid clientSecret"):
-        await connector.connect({"clientId": APP, "clientSecret": "nope"})
+        await connector.connect({"clientId": APP, "clientSecret": "nope"}, SETUP)
     with pytest.raises(NeedsReauth, match="invalidClientId"):
-        await connector.connect({"clientId": "someone-else", "clientSecret": SECRET})
+        await connector.connect({"clientId": "someone-else", "clientSecret": SECRET}, SETUP)
     with pytest.raises(ValueError, match="clientSecret"):
-        await connector.connect({"clientId": APP})
+        await connector.connect({"clientId": APP}, SETUP)
     fake.rate_limit_next(1, path="/v1.0/oauth2/accessToken", retry_after=7)
     with pytest.raises(RateLimited):
-        await connector.connect({"clientId": APP, "clientSecret": SECRET})
+        await connector.connect({"clientId": APP, "clientSecret": SECRET}, SETUP)
 
 
 def callback(body: bytes, secret: str = SECRET, stamp: str | None = None, signature: str | None = None) -> WebhookRequest:
@@ -133,6 +135,6 @@ async def test_connect_does_not_block_the_event_loop(fake: FakeDingTalk, connect
             await asyncio.sleep(0)
 
     ticker = asyncio.create_task(tick())
-    await connector.connect({"clientId": APP, "clientSecret": SECRET})
+    await connector.connect({"clientId": APP, "clientSecret": SECRET}, SETUP)
     ticker.cancel()
     assert ticks > 1
