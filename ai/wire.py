@@ -37,7 +37,7 @@ _TYPES = {
 
 
 def error_type(status: int) -> str:
-    return _TYPES.get(status, "api_error")
+    return _TYPES.get(status, "invalid_request_error" if 400 <= status < 500 else "api_error")
 
 
 def error_body(status: int, message: str, code: str | None, param: str | None = None) -> dict[str, Any]:
@@ -46,6 +46,13 @@ def error_body(status: int, message: str, code: str | None, param: str | None = 
 
 def error_response(status: int, message: str, code: str | None, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(error_body(status, message, code)), status, headers=headers, media_type="application/json")
+
+
+def openai_error(err: ApiError) -> Response:
+    """An ApiError in OpenAI's shape: the cause joins the message, 401 is `invalid_api_key`."""
+    message = err.error if not err.cause else f"{err.error}: {err.cause}"
+    code = "invalid_api_key" if err.status == 401 else err.code
+    return error_response(err.status, message, code, err.headers)
 
 
 def sse(data: dict[str, Any]) -> bytes:
@@ -105,9 +112,7 @@ def openai_errors(handler: Handler) -> Handler:
         try:
             return await handler(request)
         except ApiError as err:
-            message = err.error if not err.cause else f"{err.error}: {err.cause}"
-            code = "invalid_api_key" if err.status == 401 else err.code
-            return error_response(err.status, message, code, err.headers)
+            return openai_error(err)
         except AIError as err:
             return error_response(err.status, err.message, err.code)
         except ClientGone:

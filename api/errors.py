@@ -1,4 +1,9 @@
-"""One error type and the handlers that render every failure as `{error, code?, cause?}`."""
+"""One error type and the handlers that render every failure as `{error, code?, cause?}`.
+
+Under `/api/ai/v1/` (the OpenAI-compatible API) the same failures render in OpenAI's shape,
+`{"error": {"message", "type", "code"}}`, whatever raised them (`ai.wire`): the official SDKs
+read nothing else.
+"""
 
 from __future__ import annotations
 
@@ -51,20 +56,32 @@ def not_found(what: str = "Not found", code: str = "not_found") -> ApiError:
 _CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
 
 
+OPENAI_PREFIX = "/api/ai/v1/"
+
+
+def render(request: Request, err: ApiError) -> Response:
+    """The seed's shape, or OpenAI's on the OpenAI-compatible routes."""
+    if request.url.path.startswith(OPENAI_PREFIX):
+        from ai.wire import openai_error  # ai.wire imports this module
+
+        return openai_error(err)
+    return json(err.body(), err.status, headers=err.headers)
+
+
 async def api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return json(exc.body(), exc.status, headers=exc.headers)
+    return render(request, exc)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    body = {"error": exc.detail or "Error", "code": _CODES.get(exc.status_code, f"http_{exc.status_code}")}
-    return json(body, exc.status_code, headers=getattr(exc, "headers", None))
+    code = _CODES.get(exc.status_code, f"http_{exc.status_code}")
+    return render(request, ApiError(exc.status_code, exc.detail or "Error", code, headers=getattr(exc, "headers", None)))
 
 
 async def server_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return json({"error": "Internal server error", "code": "internal"}, 500)
+    return render(request, ApiError(500, "Internal server error", "internal"))
 
 
 HANDLERS = {ApiError: api_error, HTTPException: http_error, Exception: server_error}

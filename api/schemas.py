@@ -22,6 +22,17 @@ Password = Annotated[str, Field(min_length=8, max_length=256)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Url = Annotated[str, Field(max_length=2000, pattern=r"^https?://")]
 
+_INT64 = re.compile(r"-?[0-9]{1,19}")
+
+
+def parse_int64(text: str) -> int | None:
+    """A decimal integer that fits in 64 bits, ASCII digits only (`str.isdigit` accepts '²',
+    which `int` then refuses); None otherwise. For numbers inside cursors and path segments."""
+    if not _INT64.fullmatch(text):
+        return None
+    value = int(text)
+    return value if -(1 << 63) <= value < (1 << 63) else None
+
 
 class Body(BaseModel):
     """Request bodies accept camelCase (openloomi's clients) and snake_case, ignore extras."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import math
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
@@ -16,7 +17,7 @@ from api.auth import Principal, hub_of
 from api.endpoint import endpoint
 from api.errors import ApiError, bad_request, not_found
 from api.responses import json
-from api.schemas import Body
+from api.schemas import Body, parse_int64
 from connectors.registry import has_connector
 from imports.apply import import_records
 from imports.jsonl import parse_bytes
@@ -31,8 +32,12 @@ def _millis(value: Any) -> int | None:
     """Times as epoch milliseconds or ISO-8601 (a trailing Z is fine)."""
     if value is None or value == "":
         return None
-    if isinstance(value, (int, float)) or (isinstance(value, str) and value.strip().lstrip("-").isdigit()):
-        return int(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return int(value)  # range: checked with every other integer (api.endpoint)
+    if isinstance(value, str) and (number := parse_int64(value.strip())) is not None:
+        return number
     try:
         parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
@@ -103,7 +108,7 @@ def _decode_cursor(cursor: str, arity: int) -> list[str]:
         parts = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split(":", arity - 1)
     except (ValueError, UnicodeDecodeError):
         parts = []
-    if len(parts) != arity:
+    if len(parts) != arity or any("\x00" in part for part in parts):
         raise bad_request("Invalid cursor", "invalid_cursor", "pass back nextCursor/cursor exactly as returned")
     return parts
 
@@ -139,9 +144,10 @@ async def list_messages(request: Request, user: Principal, query: ListQuery):
     before = None
     if query.cursor:
         sent_at, row_id = _decode_cursor(query.cursor, 2)
-        if not sent_at.lstrip("-").isdigit():
+        at = parse_int64(sent_at)
+        if at is None:
             raise bad_request("Invalid cursor", "invalid_cursor")
-        before = (int(sent_at), row_id)
+        before = (at, row_id)
     async with hub_of(request).engine.connect() as conn:
         rows = await message_store.list_messages(
             conn,
@@ -239,9 +245,10 @@ async def sync_messages(request: Request, user: Principal, query: SyncQuery):
     seq = 0
     if query.cursor:
         (raw,) = _decode_cursor(query.cursor, 1)
-        if not raw.isdigit():
+        parsed = parse_int64(raw)
+        if parsed is None or parsed < 0:
             raise bad_request("Invalid cursor", "invalid_cursor")
-        seq = int(raw)
+        seq = parsed
     async with hub_of(request).engine.connect() as conn:
         rows = await message_store.changes_since(conn, user.id, seq, query.limit + 1)
     more = len(rows) > query.limit
