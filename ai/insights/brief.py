@@ -62,7 +62,11 @@ def due_points(due_ms: int | None, now_ms: int) -> int:
     return 0
 
 
-def _count(value: Any) -> int:
+def _count(insight: Mapping[str, Any], name: str) -> int:
+    """Items in a list column; a precomputed `n_<name>` (counted by the database) is used as is."""
+    if f"n_{name}" in insight:
+        return int(insight[f"n_{name}"] or 0)
+    value = insight.get(name)
     return len(value) if isinstance(value, list) else 0
 
 
@@ -73,9 +77,9 @@ def _items(n: int, base: int, cap: int) -> int:
 def score(insight: Mapping[str, Any], now_ms: int) -> float:
     """S for one insight row (snake_case columns of `insights`). Pure: no I/O."""
     points = due_points(insight.get("due_date"), now_ms)
-    points += _items(_count(insight.get("waiting_for_me")), 3, 5)
-    points += _items(_count(insight.get("my_tasks")), 3, 5)
-    points += _items(_count(insight.get("waiting_for_others")), 1, 2)
+    points += _items(_count(insight, "waiting_for_me"), 3, 5)
+    points += _items(_count(insight, "my_tasks"), 3, 5)
+    points += _items(_count(insight, "waiting_for_others"), 1, 2)
     points += LEVEL_POINTS["importance"].get(str(insight.get("importance") or "").lower(), 0)
     points += LEVEL_POINTS["urgency"].get(str(insight.get("urgency") or "").lower(), 0)
     points += UNREPLIED_POINTS if insight.get("is_unreplied") else 0
