@@ -88,7 +88,18 @@ PLATFORMS: dict[str, Platform] = {
             abilities=_abilities("credentials", "webhook"),
         ),
         Platform("qqbot", "https://api.sgroup.qq.com"),
-        Platform("weixin", "https://ilinkai.weixin.qq.com"),
+        Platform(
+            "weixin",
+            "https://ilinkai.weixin.qq.com",
+            connector="connectors.weixin.connector:WeixinConnector",
+            abilities=_abilities("login_flow"),
+        ),
+        Platform(
+            "wechat_oa",
+            "https://api.weixin.qq.com",
+            connector="connectors.wechat_oa.connector:WechatOaConnector",
+            abilities=_abilities("credentials", "webhook", "webhook_verify"),
+        ),
         Platform("whatsapp", "https://graph.facebook.com/v21.0"),
         Platform("imessage", "http://127.0.0.1:0"),
         Platform(

@@ -1,7 +1,7 @@
 """WeixinConnector: a WeChat personal account (iLink bot API) as a hub account.
 
-Abilities: Connector (listen, normalize, send), LoginFlow (QR login, or a pasted bot token at
-once) and CredentialSetup (`connect` with a bot token). No Backfiller: iLink has no history
+Abilities: Connector (listen, normalize, send) and LoginFlow (QR login, or a pasted bot token
+accepted at once: `login_start({"botToken"})` is done in one step). No Backfiller: iLink has no history
 call, and nothing is lost while we are away because getupdates resumes from the saved cursor.
 No webhooks: iLink only long-polls.
 
@@ -14,11 +14,11 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from config.settings import PlatformSettings
-from connectors.base import Account, AccountSpec, Change, Envelope, ListenContext, LoginStep, Outbound, Sent, SetupContext
+from connectors.base import Account, Change, Envelope, ListenContext, LoginStep, Outbound, Sent, SetupContext
 from connectors.weixin.inbound import normalize as normalize_message
 from connectors.weixin.listen import listen as poll
 from connectors.weixin.outbound import send as send_message
-from connectors.weixin.setup import connect_token, login_next, login_start
+from connectors.weixin.setup import login_next, login_start
 
 
 class WeixinConnector:
@@ -37,9 +37,6 @@ class WeixinConnector:
 
     async def send(self, account: Account, outbound: Outbound) -> Sent:
         return await send_message(self.settings.base_url, account, outbound, budget=self.send_retry_budget)
-
-    async def connect(self, fields: dict[str, Any], setup: SetupContext) -> AccountSpec:
-        return await connect_token(self.settings.base_url, fields)
 
     async def login_start(self, fields: dict[str, Any], setup: SetupContext) -> LoginStep:
         return await login_start(self.settings.base_url, fields, setup)
