@@ -31,7 +31,7 @@ def parse(text: str) -> tuple[list[dict], dict[str, dict]]:
         if raw.startswith("= "):
             fields = dict(part.strip().split(":", 1) for part in raw[2:].split(" ; "))
             fields = {k.strip(): v.strip() for k, v in fields.items()}
-            label = {name: [[f"{conv['id']}-{n}" for n in item.split("+")] for item in fields[name].split(",") if item.strip()]
+            label = {name: [[f"{conv['id']}-{n.strip()}" for n in item.split("+")] for item in fields[name].split(",") if item.strip()]
                      for name in LISTS}
             label.update(
                 platform=conv["platform"], chatId=conv["chat"]["id"], accountExternalId=conv["account"]["id"],
