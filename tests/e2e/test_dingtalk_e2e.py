@@ -94,3 +94,38 @@ async def test_connect_receive_send_exactly_once(backend: str, tmp_path: Path) -
             assert len(final) == 44  # 41 + the HTTP one + our two sends, recorded as outbound rows
             assert sorted(m["text"] for m in final if m["nativeId"] not in set(sent) | {"msgHTTP1"}) == [
                 "from the hub", "to Dave"]
+
+
+async def test_the_conformance_driver_through_the_hub(backend: str, tmp_path: Path) -> None:
+    """tests/conformance/drivers/dingtalk.py against a real hub, until the shared suite runs it."""
+    from tests.conformance.drivers.dingtalk import Driver
+
+    driver = Driver()
+    extra = await driver.start()
+    try:
+        async with fresh_database(backend, tmp_path) as db:
+            async with running_hub(e2e_env(backend, tmp_path, db, **extra)) as hub:
+                headers = await hub.login()
+                account_id = await driver.connect(hub, headers)
+                await eventually(lambda: hub.in_state(headers, "connected"), what="connected")
+                first = await driver.post_message("plain")
+                quoted = await driver.post_message("quoting", reply_to=first)
+                picture = await driver.post_message("with a picture", attachment=True)
+                mention = await driver.post_message("ping", mention="staff-carol")
+                await driver.drop_connection()
+                during = await driver.post_message("during the drop")
+                got = await eventually(lambda: hub.at_least(headers, 5), timeout=30, what="5 messages")
+                by_id = {m["nativeId"]: m for m in got}
+                assert set(by_id) == {first, quoted, picture, mention, during}
+                assert by_id[quoted]["replyToId"] == first
+                assert by_id[picture]["attachments"] and by_id[picture]["text"] == "with a picture"
+                assert "staff-carol" in by_id[mention]["mentions"]
+                assert await driver.forged_webhook(hub.url, account_id) == 401
+                await driver.rate_limit_next(1)
+                r = await hub.client.post("/api/messages", json={"accountId": account_id, "chatId": "user:staff-alice",
+                                                                 "text": "hub says hi", "idempotencyKey": "c-1"},
+                                          headers=headers)
+                assert r.status_code == 201 and r.json()["status"] == "sent", r.text
+                assert driver.sent_texts() == ["hub says hi"]
+    finally:
+        await driver.stop()
