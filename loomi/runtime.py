@@ -6,8 +6,11 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
 import signal
 import socket
+import stat
+from pathlib import Path
 from typing import AsyncIterator, Iterator
 
 import uvicorn
@@ -39,10 +42,32 @@ async def require_redis_version(hub: Hub) -> str:
     return version
 
 
+def make_home_private(settings: Settings) -> Path:
+    """Everything the hub writes is its user's alone: umask 077 for this process and every
+    child (the embedded Redis's AOF, SQLite's -wal/-shm, uploads), LOOMI_HOME at 0700.
+
+    A home that group or others can open (made by an older version, or by hand) is tightened,
+    with everything in it, and says so in one line.
+    """
+    os.umask(0o077)
+    home = ensure_home(settings)
+    mode = stat.S_IMODE(home.stat().st_mode)
+    if mode & 0o077:
+        for root, dirs, files in os.walk(home):
+            for name in dirs + files:
+                path = os.path.join(root, name)
+                current = stat.S_IMODE(os.lstat(path).st_mode)
+                if current & 0o077 and not os.path.islink(path):
+                    os.chmod(path, current & 0o700)
+        os.chmod(home, 0o700)
+        log.warning("LOOMI_HOME %s was open to other users (mode %03o): made private (0700)", home, mode)
+    return home
+
+
 @contextlib.asynccontextmanager
 async def open_local_hub(settings: Settings) -> AsyncIterator[Hub]:
     """Migrate, open a Hub, and start the embedded Redis when no LOOMI_REDIS_URL is set."""
-    ensure_home(settings)
+    make_home_private(settings)
     embedded = None
     redis_url = settings.redis_url
     if redis_url is None:

@@ -161,3 +161,50 @@ async def test_one_command_hub_ingests_with_its_in_process_worker(tmp_path: Path
         finally:
             proc.send_signal(signal.SIGINT)
             assert await asyncio.wait_for(proc.wait(), 30) == 0
+
+
+def _loose_entries(home: Path) -> list[str]:
+    """Every path under `home` that its group or others could open."""
+    loose = []
+    for root, dirs, files in os.walk(home):
+        for name in dirs + files:
+            path = Path(root) / name
+            mode = stat.S_IMODE(path.lstat().st_mode)
+            if mode & 0o077:
+                loose.append(f"{path.relative_to(home)} {mode:03o}")
+    return loose
+
+
+def test_everything_the_hub_writes_is_private(served) -> None:
+    """hub.db and its -wal/-shm, the Redis AOF and its folder, ai-uploads: 0600 / 0700 (issue 7, item 10)."""
+    import httpx
+
+    home, port = served["home"], served["port"]
+    bearer = base64.b64decode((home / "token").read_text()).decode()
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {bearer}"}, timeout=30) as http:
+        r = http.post("/api/ai/v1/upload", files={"file": ("notes.txt", b"private notes", "text/plain")})
+        assert r.status_code == 200, r.text
+        assert http.put("/api/remote-auth/user", json={"name": "Owner Renamed"}).status_code == 200  # a write: WAL
+    created = {str(p.relative_to(home)) for p in home.rglob("*")}
+    assert {"hub.db", "hub.db-wal", "hub.db-shm", "redis", "ai-uploads", "token", "secret_key"} <= created, created
+    assert any(name.startswith("redis/appendonly") for name in created)
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    assert _loose_entries(home) == []
+    served["proc"].send_signal(signal.SIGINT)
+    served["proc"].wait(timeout=20)
+    assert _loose_entries(home) == []  # what shutdown wrote too
+
+
+def test_an_open_home_is_made_private_with_a_warning(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "notes.txt").write_text("old")
+    os.chmod(home / "notes.txt", 0o644)
+    os.chmod(home, 0o755)
+    env = {"PATH": os.environ["PATH"], "LOOMI_HOME": str(home)}
+    out = subprocess.run([sys.executable, "-m", "loomi.cli", "login"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    warnings = [line for line in out.stderr.splitlines() if "made private" in line]
+    assert len(warnings) == 1 and str(home) in warnings[0] and "755" in warnings[0]
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    assert _loose_entries(home) == []
