@@ -18,6 +18,7 @@ from config.settings import PlatformSettings
 from connectors.base import (
     Account,
     AccountSpec,
+    AccountState,
     Change,
     Envelope,
     ListenContext,
@@ -30,6 +31,7 @@ from connectors.base import (
 )
 from connectors.feishu import inbound, outbound, webhook
 from connectors.feishu import setup as app_setup
+from connectors.feishu.client import FeishuApi
 from connectors.feishu.history import FeishuHistory
 from connectors.feishu.listen import listen as listen_ws
 
@@ -43,6 +45,8 @@ class FeishuConnector:
 
     async def listen(self, ctx: ListenContext) -> None:
         if ctx.account.settings.get("mode") == "webhook":
+            await FeishuApi.for_account(self.settings.base_url, ctx.account).token()  # still a live app?
+            await ctx.report(AccountState.CONNECTED, "webhook")
             await asyncio.Event().wait()  # events arrive through the callback route; idle until cancelled
         await listen_ws(self.settings.base_url, ctx)
 
