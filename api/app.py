@@ -11,14 +11,14 @@ from starlette.routing import BaseRoute, Route
 from api import openapi
 from api.errors import HANDLERS
 from api.routes import ai, auth, billing, health, integrations, messages, oauth_login, user
-from api.routes import insight_brief, insight_tabs
+from api.routes import insight_brief, insight_tabs, insights
 from loomi.hub import Hub
 
 Hook = Callable[[Hub], Awaitable[None]]
 
 
 def all_routes() -> list[BaseRoute]:
-    modules = [health, auth, oauth_login, user, messages, integrations, ai, billing, insight_brief, insight_tabs]
+    modules = [health, auth, oauth_login, user, messages, integrations, ai, billing, insights, insight_brief, insight_tabs]
     return [route for module in modules for route in module.routes] + [
         Route("/openapi.json", openapi.openapi, methods=["GET"], include_in_schema=False)
     ]

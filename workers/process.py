@@ -112,6 +112,31 @@ class HubWorker:
             except asyncio.TimeoutError:
                 pass
 
+    async def insights_loop(self) -> None:
+        """Refresh insights of chats with new messages (ai/insights/worker.py); idle back-off."""
+        from ai.insights.worker import LOCK, run_once
+
+        idle = 1.0
+        while not self.stop_event.is_set():
+            made = 0
+            try:
+                if await self.hub.redis.xlen(keys.INBOUND_STREAM):
+                    pass  # ingest first
+                elif await self.hub.redis.set(LOCK, self.name, nx=True, ex=300):
+                    try:
+                        made = await run_once(self.hub)
+                    finally:
+                        await self.hub.redis.delete(LOCK)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - insights are best effort; ingest must not suffer
+                log.exception("insights failed")
+            idle = 1.0 if made else min(idle * 2, 10.0)
+            try:
+                await asyncio.wait_for(self.stop_event.wait(), idle)
+            except asyncio.TimeoutError:
+                pass
+
     async def start(self) -> None:
         self.hub.extras["worker"] = self
         self.tasks = [
@@ -119,6 +144,7 @@ class HubWorker:
             asyncio.create_task(self.ingestor.run(self.stop_event), name="ingest"),
             asyncio.create_task(self.arq.main(), name="arq"),
             asyncio.create_task(self.index_messages(), name="indexer"),
+            asyncio.create_task(self.insights_loop(), name="insights"),
         ]
         log.info("worker %s started", self.name)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 from starlette.requests import Request
@@ -31,6 +31,7 @@ class IdentityBody(Body):
     bio: str | None = Field(default=None, max_length=2000)
     title: str | None = Field(default=None, max_length=200)
     company: str | None = Field(default=None, max_length=200)
+    aliases: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(default=None, max_length=20)
     current_password: str | None = Field(default=None, alias="currentPassword", max_length=256)  # to change email
 
 
@@ -52,6 +53,7 @@ def identity(user: dict[str, Any]) -> dict[str, Any]:
         "name": user["name"],
         "avatarUrl": user.get("avatar_url"),
         **{key: extra.get(key) for key in IDENTITY_FIELDS},
+        "aliases": extra.get("aliases") or [],  # other names the person goes by: insights' mentions
         "hasPassword": bool(user.get("password_hash")),
         "createdAt": user["created_at"],
         "updatedAt": user["updated_at"],
@@ -75,6 +77,8 @@ async def put_identity(request: Request, user: Principal, body: IdentityBody):
         raise bad_request("Nothing to update", "invalid_input", "give at least one identity field")
     columns = {key: given[key] for key in ("name", "email", "avatar_url") if key in given and given[key] is not None}
     extra = {**(user.user.get("identity") or {}), **{k: given[k] for k in IDENTITY_FIELDS if k in given}}
+    if "aliases" in given:
+        extra["aliases"] = list(dict.fromkeys(a.strip() for a in given["aliases"] or [] if a.strip()))
     try:
         async with hub_of(request).engine.begin() as conn:
             updated = await update_user(conn, user.user["id"], identity=extra, **columns)
