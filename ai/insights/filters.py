@@ -14,7 +14,7 @@ Kinds and what they match:
   people               a person in `people` contains the value (match any|all, caseSensitive)
   groups               the chat name contains the value, or the chat id equals it (match any|all)
   keyword              the value occurs in the chosen fields (title, description, details =
-                       tasks and next actions, sources = platform and chat, groups, people,
+                       the texts of tasks and next actions, sources = platform and chat, groups, people,
                        insight_keywords = categories); all fields when none are given
   mentions_me          some message of the chat mentions the person (`mentions` not empty)
   time_window          the chat's newest message is within `withinHours` (1..720) of now
@@ -152,6 +152,7 @@ class InsightFilter(BaseModel):
 
 # --- compiling to SQL -------------------------------------------------------------------------
 
+_TASK_LISTS = (insights.c.my_tasks, insights.c.waiting_for_me, insights.c.waiting_for_others)
 _TASK_COLUMNS = {
     "myTasks": insights.c.my_tasks,
     "waitingForMe": insights.c.waiting_for_me,
@@ -174,6 +175,16 @@ class _Sql:
         elems = self.elements(column)
         return sa.exists(sa.select(sa.literal(1)).select_from(elems).where(predicate(elems.c.value)))
 
+    def any_task_text(self, column: Any, predicate: Any) -> ColumnElement[bool]:
+        """Some task ({text, sourceMessageIds, due}) in a list column has a text matching."""
+        if self.pg:
+            elems = sa.func.jsonb_array_elements(column).table_valued("value").alias()
+            text = elems.c.value.op("->>")(sa.literal("text", sa.Text))
+        else:
+            elems = sa.func.json_each(column).table_valued("value").alias()
+            text = sa.func.json_extract(elems.c.value, "$.text")
+        return sa.exists(sa.select(sa.literal(1)).select_from(elems).where(predicate(text)))
+
     def length(self, column: Any) -> Any:
         return sa.func.jsonb_array_length(column) if self.pg else sa.func.json_array_length(column)
 
@@ -182,9 +193,6 @@ class _Sql:
             text, token = sa.func.lower(text), token.lower()
         position = sa.func.strpos if self.pg else sa.func.instr
         return position(text, sa.literal(token, sa.Text)) > 0
-
-    def as_text(self, column: Any) -> Any:
-        return sa.cast(column, sa.Text)
 
 
 def _combine(match: str, parts: list[ColumnElement[bool]]) -> ColumnElement[bool]:
@@ -205,7 +213,8 @@ def _keyword_token(sql: _Sql, fields: list[str], token: str) -> ColumnElement[bo
         elif field == "insight_keywords":
             parts.append(sql.any_element(insights.c.categories, lambda v: sql.contains(v, token)))
         elif field == "details":
-            parts.extend(sql.contains(sql.as_text(col), token) for col in _TASK_COLUMNS.values())
+            parts.extend(sql.any_task_text(col, lambda v: sql.contains(v, token)) for col in _TASK_LISTS)
+            parts.append(sql.any_element(insights.c.next_actions, lambda v: sql.contains(v, token)))
         elif field == "sources":
             parts.append(sql.contains(insights.c.platform, token))
             parts.append(sql.contains(sa.func.coalesce(insights.c.chat_name, ""), token))

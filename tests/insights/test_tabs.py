@@ -102,6 +102,7 @@ CASES: list[tuple[str, dict[str, Any], set[str]]] = [
     ("keyword chinese", {"conditions": [cond("keyword", values=["餐厅"])]}, {"t2"}),
     ("keyword details", {"conditions": [cond("keyword", values=["reply"], fields=["details"])]}, {"d3"}),
     ("keyword tasks", {"conditions": [cond("keyword", values=["do it"], fields=["details"])]}, {"s1", "t2"}),
+    ("keyword not json keys", {"conditions": [cond("keyword", values=["sourceMessageIds"], fields=["details"])]}, set()),
     ("keyword sources", {"conditions": [cond("keyword", values=["telegram"], fields=["sources"])]}, {"t2"}),
     ("keyword categories", {"conditions": [cond("keyword", values=["brand"], fields=["insight_keywords"])]}, {"s1"}),
     ("keyword people", {"conditions": [cond("keyword", values=["bob"], fields=["people"])]}, {"s1"}),
