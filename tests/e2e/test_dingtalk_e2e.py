@@ -9,8 +9,9 @@ import asyncio
 import json
 import time
 from pathlib import Path
+from typing import Any
 
-from tests.e2e.harness import e2e_env, fresh_database, running_hub
+from tests.e2e.harness import WorkerProcess, e2e_env, fresh_database, running_hub
 from tests.fakes.dingtalk import FakeDingTalk, sign
 from tests.waiting import eventually
 
@@ -129,3 +130,50 @@ async def test_the_conformance_driver_through_the_hub(backend: str, tmp_path: Pa
                 assert driver.sent_texts() == ["hub says hi"]
     finally:
         await driver.stop()
+
+
+async def test_kill_9_of_the_worker_mid_stream_loses_and_duplicates_nothing(backend: str, tmp_path: Path) -> None:
+    """The pipeline's kill -9 test on DingTalk: messages the dead worker took but never acked are
+    pushed again by DingTalk to the survivor's connection and stored once."""
+    async with FakeDingTalk() as fake, fresh_database(backend, tmp_path) as db:
+        fake.add_app(APP, SECRET)
+        env = e2e_env(backend, tmp_path, db, LOOMI_DINGTALK_BASE_URL=fake.base_url, LOOMI_LEASE_MS="10000",
+                      LOOMI_HEARTBEAT_SECONDS="2")
+        async with running_hub(env, worker=False) as hub:
+            headers = await hub.login()
+            workers = [WorkerProcess(env, tmp_path / f"worker{i}.log").start() for i in range(2)]
+            try:
+                r = await hub.client.post("/api/dingtalk/listener/init",
+                                          json={"clientId": APP, "clientSecret": SECRET}, headers=headers)
+                assert r.status_code == 200, r.text
+                holder = await eventually(lambda: _holder(hub, headers), timeout=60, what="a worker holds the listener")
+                sent = [fake.post_message(APP, f"before {i}") for i in range(100)]
+                await eventually(lambda: hub.at_least(headers, 50), what="ingest under way")
+                victim = next(w for w in workers if holder.endswith(f":{w.pid}"))
+                killed_at = time.monotonic()
+                victim.kill9()
+                sent += [fake.post_message(APP, f"after {i}", group="cidTeam") for i in range(100)]
+                survivor = next(w for w in workers if w is not victim)
+                await eventually(lambda: _holder(hub, headers, f":{survivor.pid}"), timeout=30, what="takeover")
+                takeover = time.monotonic() - killed_at
+                got = await eventually(lambda: hub.at_least(headers, 200), timeout=60, what="all 200 messages")
+                await asyncio.sleep(1.0)
+                got = await hub.messages(headers)
+                print(f"\ndingtalk takeover after kill -9: {takeover:.1f} s")
+                assert takeover < 15, takeover
+                assert len(got) == 200 and {m["nativeId"] for m in got} == set(sent)
+
+                async def all_acked() -> bool:
+                    return fake.pending(APP) == []
+
+                await eventually(all_acked, what="every message acked")
+            finally:
+                for w in workers:
+                    w.stop()
+
+
+async def _holder(hub: Any, headers: dict[str, str], suffix: str = "") -> str | None:
+    account = await hub.first_account(headers)
+    if account and account["state"] == "connected" and account["worker"] and account["worker"].endswith(suffix):
+        return str(account["worker"])
+    return None
