@@ -112,8 +112,3 @@ def categorize(insight: Mapping[str, Any], now_ms: int) -> Brief:
     cold = is_cold(insight, now_ms)
     base = category_of(s)
     return Brief(decayed(base) if cold else base, s, cold)
-
-
-def sort_key(brief: Brief, insight: Mapping[str, Any]) -> tuple[int, float, int]:
-    """Category order, then higher score, then newer activity."""
-    return (CATEGORIES.index(brief.category), -brief.score, -int(insight.get("as_of") or 0))

@@ -9,7 +9,6 @@ and also writes `{overrides: {id: category|null}}` or `{insightId, category}`.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, StringConstraints, model_validator
@@ -20,6 +19,7 @@ from ai.insights.brief import CATEGORIES, Brief, categorize
 from api.auth import Principal, hub_of
 from api.endpoint import endpoint
 from api.errors import ApiError
+from api.routes.messages import iso
 from api.schemas import Body
 from store import insight_brief as store
 from store.ids import now_ms
@@ -40,12 +40,6 @@ def _ref(value: Any) -> Any:
 
 
 InsightRef = Annotated[InsightId, BeforeValidator(_ref)]
-
-
-def iso(ms: int | None) -> str | None:
-    if ms is None:
-        return None
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def not_found(error: store.NotOwned) -> ApiError:
