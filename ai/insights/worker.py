@@ -26,8 +26,9 @@ LOCK = "loomi:insights:lock"
 DEBOUNCE_MS = 5_000
 
 
-async def run_once(hub: Hub, debounce_ms: int = DEBOUNCE_MS, max_chats: int = 50) -> int:
+async def run_once(hub: Hub, debounce_ms: int | None = None, max_chats: int = 50) -> int:
     """One round over every owner with new messages; returns how many insights were made."""
+    debounce_ms = DEBOUNCE_MS if debounce_ms is None else debounce_ms
     cursors = {k.decode() if isinstance(k, bytes) else k: int(v) for k, v in (await hub.redis.hgetall(CURSOR)).items()}
     async with hub.engine.connect() as conn:
         owners = (await conn.execute(sa.select(users.c.id, users.c.seq))).all()
