@@ -177,3 +177,20 @@ async def _holder(hub: Any, headers: dict[str, str], suffix: str = "") -> str | 
     if account and account["state"] == "connected" and account["worker"] and account["worker"].endswith(suffix):
         return str(account["worker"])
     return None
+
+
+async def test_a_rotated_secret_puts_the_account_in_needs_reauth(backend: str, tmp_path: Path) -> None:
+    async with FakeDingTalk() as fake, fresh_database(backend, tmp_path) as db:
+        fake.add_app(APP, SECRET)
+        async with running_hub(e2e_env(backend, tmp_path, db, LOOMI_DINGTALK_BASE_URL=fake.base_url)) as hub:
+            headers = await hub.login()
+            r = await hub.client.post("/api/dingtalk/listener/init", json={"clientId": APP, "clientSecret": SECRET},
+                                      headers=headers)
+            assert r.status_code == 200, r.text
+            await eventually(lambda: hub.in_state(headers, "connected"), what="connected")
+            fake.rotate_secret(APP, "a-new-secret")
+            fake.drop_connections(APP)  # the next connections/open is refused
+            await eventually(lambda: hub.in_state(headers, "needs_reauth"), what="needs_reauth")
+            opens = len(fake.open_requests)
+            await asyncio.sleep(1.0)
+            assert len(fake.open_requests) == opens  # no retrying with credentials DingTalk refused

@@ -107,7 +107,6 @@ class FakeDingTalk:
         self._apps: dict[str, _App] = {}
         self._tickets: dict[str, tuple[_App, list[Json]]] = {}
         self._sessions: dict[str, _Session] = {}
-        self._conversations: dict[str, Json] = {}  # conversationId -> {type, title}
         self._faults: list[tuple[str | None, int, str, float | None]] = []
         self._ids = itertools.count(1)
         # What tests read: copies under the lock
@@ -276,6 +275,14 @@ class FakeDingTalk:
     def expire_sessions(self) -> None:
         """Every sessionWebhook handed out so far stops working (as after ~90 minutes)."""
         self._call(lambda: [setattr(s, "expires_ms", 0) for s in self._sessions.values()])
+
+    def rotate_secret(self, client_id: str, new_secret: str) -> None:
+        """The admin resets the app's secret: the old one stops working, open sockets stay up
+        (as on DingTalk) until they drop."""
+        def run() -> None:
+            self._apps[client_id].client_secret = new_secret
+            self._apps[client_id].tokens.clear()
+        self._call(run)
 
     def revoke_tokens(self, client_id: str) -> None:
         self._call(lambda: self._apps[client_id].tokens.clear())
