@@ -44,6 +44,11 @@ class Outbound:
     text: str
     reply_to_id: str | None = None
     thread_id: str | None = None
+    # The raw payload of the newest message the other side sent in this chat, as stored (None
+    # if there is none). Platforms that let a bot speak only inside a conversation someone
+    # started read their token from it: QQ's passive-reply msg_id, WeChat's context_token,
+    # DingTalk's session webhook. Filled by the one send path (workers/outbound.py).
+    last_inbound: dict[str, Any] | None = None
 
 
 @dataclass

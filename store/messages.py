@@ -255,6 +255,19 @@ async def _record_chats(conn: AsyncConnection, upserts: list[dict[str, Any]], in
 # ---- outbound -------------------------------------------------------------------------------
 
 
+async def latest_inbound_raw(conn: AsyncConnection, account_id: str, chat_id: str) -> dict[str, Any] | None:
+    """The raw payload of the newest message the other side sent in a chat: what platforms that
+    answer only inside a conversation take their reply token from (connectors.base.Outbound)."""
+    query = (
+        sa.select(messages.c.raw)
+        .where(messages.c.account_id == account_id, messages.c.chat_id == chat_id, messages.c.direction == "inbound")
+        .order_by(messages.c.sent_at.desc())
+        .limit(1)
+    )
+    raw = (await conn.execute(query)).scalar_one_or_none()
+    return raw if isinstance(raw, dict) else None
+
+
 async def find_by_idempotency(conn: AsyncConnection, user_id: str, key: str) -> dict[str, Any] | None:
     row = (
         await conn.execute(messages.select().where(messages.c.user_id == user_id, messages.c.idempotency_key == key))

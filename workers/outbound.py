@@ -26,12 +26,14 @@ async def deliver(hub: Hub, message_id: str, attempt: int = 1) -> dict[str, Any]
         row = (await conn.execute(messages.select().where(messages.c.id == message_id))).mappings().first()
         row = dict(row) if row else None
         account = await account_store.load_account(conn, hub.vault, row["account_id"]) if row else None
+        last_inbound = await message_store.latest_inbound_raw(conn, row["account_id"], row["chat_id"]) if row else None
     if row is None or row["status"] != "pending":
         return row or {}
     if account is None or not account.credentials:
         return await _fail(hub, row, "account is disconnected", final=True)
     connector = hub.connector(account.platform)
-    outbound = Outbound(chat_id=row["chat_id"], text=row["text"], reply_to_id=row["reply_to_id"], thread_id=row["thread_id"])
+    outbound = Outbound(chat_id=row["chat_id"], text=row["text"], reply_to_id=row["reply_to_id"],
+                        thread_id=row["thread_id"], last_inbound=last_inbound)
     try:
         sent = await connector.send(account, outbound)
     except RateLimited as err:
