@@ -3,8 +3,9 @@
 Every robot message DingTalk delivers carries a `sessionWebhook` (valid until
 `sessionWebhookExpiredTime`, about 90 minutes) that posts straight back into that chat with no
 token and no per-app quota; the listener keeps the latest per chat in memory (never in the
-store: the URL is a credential). Without one (expired, sent by another worker process, a chat
-the robot has not heard from) the robot API is used:
+store: the URL is a credential, so `Outbound.last_inbound` carries none unless the store is
+ever changed to keep it). Without one (expired, sent by another worker process, a chat the
+robot has not heard from) the robot API is used:
 `/v1.0/robot/oToMessages/batchSend` for `user:{staffId}` chats and
 `/v1.0/robot/groupMessages/send` for `group:{openConversationId}`, with the app's token in
 `x-acs-dingtalk-access-token`.
@@ -67,7 +68,7 @@ async def send(api: OpenApi, hooks: SessionWebhooks, account: Account, outbound:
         raise ValueError("DingTalk cannot send an empty message")
     target = _target(outbound.chat_id)
     async with api.client() as http:
-        hook = hooks.fresh(account.id, outbound.chat_id)
+        hook = hooks.fresh(account.id, outbound.chat_id) or _fresh_in(outbound.last_inbound)
         if hook is not None:
             raw = await _via_session(http, hook, outbound.text)
             if raw is not None:
@@ -87,6 +88,18 @@ async def send(api: OpenApi, hooks: SessionWebhooks, account: Account, outbound:
     if not isinstance(key, str) or not key:
         raise ApiError(200, "", "DingTalk accepted the message but gave no processQueryKey")
     return Sent(key, outbound.chat_id, _now_ms(), raw)
+
+
+def _fresh_in(last_inbound: dict[str, Any] | None) -> str | None:
+    """A session webhook in the chat's latest stored message, if the store ever holds one (ours
+    strip it: see inbound.stored_payload) and it is still fresh."""
+    if not isinstance(last_inbound, dict):
+        return None
+    url, expires = last_inbound.get("sessionWebhook"), last_inbound.get("sessionWebhookExpiredTime")
+    if isinstance(url, str) and url.startswith(("http://", "https://")) and isinstance(expires, int) \
+            and expires - FRESH_MARGIN_MS > _now_ms():
+        return url
+    return None
 
 
 def _target(chat_id: str) -> tuple[str, str]:

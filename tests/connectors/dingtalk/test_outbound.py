@@ -44,6 +44,25 @@ async def test_session_webhook_while_fresh_then_the_api(fake: FakeDingTalk, conn
     assert [s["via"] for s in fake.sent] == ["session", "group"] and later.native_id == fake.sent[-1]["processQueryKey"]
 
 
+async def test_a_fresh_session_webhook_in_last_inbound_is_used(fake: FakeDingTalk, connector: DingTalkConnector) -> None:
+    """Another process heard the message: only the stored payload can carry the webhook."""
+    other = DingTalkConnector(connector.settings)
+    ctx = RecordingContext(make_account())
+    async with running(other, ctx):
+        await wait_until(lambda: fake.connections(APP) == 1, timeout=10)
+        fake.post_message(APP, "hello", sender=("staff-zoe", "Zoe"))
+        await wait_until(lambda: len(ctx.envelopes) == 1)
+    hook = other.hooks.fresh(make_account().id, "user:staff-zoe")
+    assert hook is not None and connector.hooks.fresh(make_account().id, "user:staff-zoe") is None
+    fresh = {"sessionWebhook": hook, "sessionWebhookExpiredTime": int(time.time() * 1000) + 600_000}
+    await connector.send(make_account(), Outbound("user:staff-zoe", "via the stored hook", last_inbound=fresh))
+    stale = {**fresh, "sessionWebhookExpiredTime": int(time.time() * 1000)}
+    await connector.send(make_account(), Outbound("user:staff-zoe", "via the api", last_inbound=stale))
+    await connector.send(make_account(), Outbound("user:staff-zoe", "via the api too", last_inbound=ctx.envelopes[0].payload))
+    assert [(s["via"], s["text"]) for s in fake.sent] == [
+        ("session", "via the stored hook"), ("oto", "via the api"), ("oto", "via the api too")]
+
+
 async def test_throttling_within_the_budget_is_waited_out(fake: FakeDingTalk, connector: DingTalkConnector) -> None:
     fake.rate_limit_next(2, path="/v1.0/robot/oToMessages/batchSend", retry_after=0.3)
     started = time.monotonic()
