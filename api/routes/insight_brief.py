@@ -19,6 +19,7 @@ from ai.insights.brief import CATEGORIES, Brief, categorize
 from api.auth import Principal, hub_of
 from api.endpoint import endpoint
 from api.errors import ApiError
+from api.routes.insights import insight_json
 from api.routes.messages import iso
 from api.schemas import Body
 from store import insight_brief as store
@@ -45,38 +46,6 @@ InsightRef = Annotated[InsightId, BeforeValidator(_ref)]
 def not_found(error: store.NotOwned) -> ApiError:
     shown = ", ".join(error.ids[:5]) + (" …" if len(error.ids) > 5 else "")
     return ApiError(404, "Insight not found", "insight_not_found", f"not yours or no such insight: {shown}")
-
-
-def insight_json(row: dict[str, Any]) -> dict[str, Any]:
-    """An insight in openloomi's field names (the subset the brief and tabs return)."""
-    return {
-        "id": row["id"],
-        "chatId": row["chat_id"],
-        "chatName": row.get("chat_name"),
-        "accountId": row.get("account_id"),
-        "platform": row["platform"],
-        "dedupeKey": row.get("dedupe_key"),
-        "title": row["title"],
-        "description": row["description"],
-        "importance": row["importance"],
-        "urgency": row["urgency"],
-        "categories": row.get("categories") or [],
-        "people": row.get("people") or [],
-        "groups": [row["chat_name"]] if row.get("chat_name") else [],
-        "myTasks": row.get("my_tasks") or [],
-        "waitingForMe": row.get("waiting_for_me") or [],
-        "waitingForOthers": row.get("waiting_for_others") or [],
-        "nextActions": row.get("next_actions") or [],
-        "mentions": row.get("mentions") or [],
-        "isUnreplied": bool(row.get("is_unreplied")),
-        "dueDate": iso(row.get("due_date")),
-        "sourceMessageIds": row.get("source_message_ids") or [],
-        "method": row.get("method"),
-        "model": row.get("model"),
-        "asOf": iso(row["as_of"]),
-        "time": iso(row["as_of"]),
-        "updatedAt": iso(row["updated_at"]),
-    }
 
 
 def _auto(scored: dict[str, dict[str, Any]], now: int, given: dict[str, str] | None = None) -> dict[str, str]:

@@ -18,7 +18,7 @@ from ai.insights.filters import InsightFilter, where
 from api.auth import Principal, hub_of
 from api.endpoint import endpoint
 from api.errors import ApiError, bad_request
-from api.routes.insight_brief import insight_json
+from api.routes.insights import insight_json
 from api.routes.messages import iso
 from api.schemas import Body
 from store import insight_tabs as store
