@@ -18,8 +18,9 @@ insight at the same moment always lands in the same category and a person can pr
 
 Time decay: the last activity is `as_of` (the chat's newest message). After 24 h without
 activity the category moves one step down (urgent -> important -> monitor -> archive), once;
-a due date that is overdue or within the next 24 h holds the category (the deadline is the
-activity). Within a category, higher S comes first, then the newer activity.
+a due date within the next 24 h, or overdue by less than 7 days, holds the category (the
+deadline is the activity; a deadline missed long ago decays like anything else). Within a
+category, higher S comes first, then the newer activity.
 
 This is the automatic part only: the person's overrides and pins (store/insight_brief.py)
 always win over it, and nothing here writes.
@@ -37,6 +38,7 @@ THRESHOLDS = (("urgent", 12.0), ("important", 7.0), ("monitor", 3.0))
 LEVEL_POINTS = {"importance": {"high": 3, "medium": 1}, "urgency": {"high": 6, "medium": 2}}
 UNREPLIED_POINTS = 2
 COLD_AFTER_MS = DAY_MS
+HOLD_OVERDUE_MS = 7 * DAY_MS  # a deadline missed by less than this keeps the insight warm
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ def decayed(category: str) -> str:
 def is_cold(insight: Mapping[str, Any], now_ms: int) -> bool:
     """24 h or more since the chat's newest message, and no deadline holding it warm."""
     due = insight.get("due_date")
-    if due is not None and due - now_ms <= DAY_MS:
+    if due is not None and -HOLD_OVERDUE_MS < due - now_ms <= DAY_MS:
         return False
     last = insight.get("as_of") or insight.get("updated_at") or 0
     return now_ms - int(last) >= COLD_AFTER_MS

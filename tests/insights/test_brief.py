@@ -111,7 +111,13 @@ def test_one_step_of_decay_after_24_hours_without_activity() -> None:
     assert categorize(quiet, NOW).category == "archive"  # archive stays archive
     # A deadline within 24 h holds the category even when the chat is quiet.
     held = {**urgent, "as_of": NOW - 3 * DAY_MS, "due_date": NOW + 2 * HOUR_MS}
-    assert categorize(held, NOW) .category == "urgent" and not categorize(held, NOW).cold
+    assert categorize(held, NOW).category == "urgent" and not categorize(held, NOW).cold
+    missed = {**held, "due_date": NOW - 2 * DAY_MS}  # missed recently: still held
+    assert categorize(missed, NOW).category == "urgent" and not categorize(missed, NOW).cold
+    long_missed = {**held, "due_date": NOW - 8 * DAY_MS}  # missed long ago: decays like the rest
+    assert categorize(long_missed, NOW).cold and categorize(long_missed, NOW).category == "important"
+    far = {**held, "due_date": NOW + 3 * DAY_MS}
+    assert categorize(far, NOW).cold
 
 
 # --- the routes (both databases) ------------------------------------------------------------
