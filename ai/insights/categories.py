@@ -68,6 +68,16 @@ def embed(texts: list[str]) -> np.ndarray | None:
         return embedder.embed(texts)  # type: ignore[attr-defined]
 
 
+def embed_messages(msgs: list, stored: dict[str, np.ndarray]) -> np.ndarray | None:  # list[Msg]
+    """Vectors for `msgs`: the indexer's stored ones where present, the rest embedded now."""
+    missing = [m for m in msgs if m.id not in stored]
+    fresh = embed([m.text[:1000] for m in missing]) if missing else None
+    if missing and fresh is None:
+        return None
+    made = {m.id: v for m, v in zip(missing, fresh if fresh is not None else [])}
+    return np.stack([stored[m.id] if m.id in stored else made[m.id] for m in msgs]) if msgs else None
+
+
 def categorize(texts: list[str], vectors: np.ndarray | None, allowed: tuple[str, ...] = DEFAULT_CATEGORIES) -> list[str]:
     """At most two categories for a chat's messages (`vectors`: their embeddings, if any)."""
     joined = "\n".join(texts)

@@ -19,7 +19,7 @@ from ai.insights.names import Names, names_for
 from ai.insights.offline import analyze
 from loomi.hub import Hub
 from store import insights as insight_store
-from store.schema import messages
+from store.schema import message_embeddings, messages
 
 log = logging.getLogger("loomi.insights")
 WINDOW = 300
@@ -47,6 +47,21 @@ def draft_of(row: dict[str, Any]) -> Draft:
     )
 
 
+async def _stored_vectors(conn, rows: list[Any]) -> dict[str, Any]:  # noqa: ANN001
+    """The indexer's current vectors for these messages (same model, not older than an edit)."""
+    from ai.local.embeddings import MODEL_NAME
+    from ai.vectors import unpack
+
+    if not rows:
+        return {}
+    e = message_embeddings
+    edited = {r["id"]: r["edited_at"] for r in rows}
+    found = await conn.execute(
+        sa.select(e.c.message_id, e.c.vector, e.c.created_at).where(e.c.message_id.in_(list(edited)), e.c.model == MODEL_NAME)
+    )
+    return {mid: unpack(blob) for mid, blob, made in found if edited[mid] is None or made >= edited[mid]}
+
+
 async def load_chat(conn, user_id: str, account_id: str, chat_id: str) -> tuple[list[Msg], dict[str, Any]]:  # noqa: ANN001
     m = messages
     rows = (
@@ -61,6 +76,7 @@ async def load_chat(conn, user_id: str, account_id: str, chat_id: str) -> tuple[
             text=r["text"] or "", sent_at=int(r["sent_at"]), reply_to=r["reply_to_id"], seq=int(r["seq"]))
         for r in rows
     ]
+    meta_vectors = await _stored_vectors(conn, [r for r in rows if r["text"]])
     max_seq = (await conn.execute(sa.select(sa.func.max(m.c.seq)).where(m.c.user_id == user_id, m.c.account_id == account_id, m.c.chat_id == chat_id))).scalar()
     newest = rows[-1] if rows else None
     meta = {
@@ -68,6 +84,7 @@ async def load_chat(conn, user_id: str, account_id: str, chat_id: str) -> tuple[
         "chat_name": next((r["chat_name"] for r in reversed(rows) if r["chat_name"]), None),
         "chat_type": newest["chat_type"] if newest else None,
         "max_seq": int(max_seq or 0),
+        "vectors": meta_vectors,
     }
     return msgs, meta
 
@@ -84,7 +101,7 @@ async def generate_chat(hub: Hub, user_id: str, account_id: str, chat_id: str, m
         return None
     previous = draft_of(previous_row) if previous_row else None
     is_dm = meta["chat_type"] == "dm"
-    draft = analyze(msgs, names, is_dm=is_dm, chat_name=meta["chat_name"], previous=previous)
+    draft = analyze(msgs, names, is_dm=is_dm, chat_name=meta["chat_name"], previous=previous, stored_vectors=meta["vectors"])
     used, model = "offline", None
     if method == "llm" or (method == "auto" and llm_available(hub)):
         from ai.insights.llm import improve

@@ -161,9 +161,11 @@ def _central(msgs: list[Msg], vectors: np.ndarray | None, k: int) -> list[Msg]:
 
 
 def analyze(msgs: list[Msg], names: Names, *, is_dm: bool, chat_name: str | None,
-            allowed_categories: tuple[str, ...] = DEFAULT_CATEGORIES, previous: Draft | None = None) -> Draft:
+            allowed_categories: tuple[str, ...] = DEFAULT_CATEGORIES, previous: Draft | None = None,
+            stored_vectors: dict[str, np.ndarray] | None = None) -> Draft:
     """The insight for a chat (messages oldest first); `previous` carries open items whose
-    messages are no longer in the window."""
+    messages are no longer in the window; `stored_vectors` (message id -> the indexer's
+    embedding) spares embedding those messages again."""
     reader = Reader(msgs, names, is_dm)
     open_items = reader.read()
     as_of = max(m.sent_at for m in msgs)
@@ -171,7 +173,7 @@ def analyze(msgs: list[Msg], names: Names, *, is_dm: bool, chat_name: str | None
     content = [m for m, noisy in zip(msgs, reader.noise) if not noisy and m.text.strip()]
     spam_chat = sum(spam) * 2 >= max(1, sum(not m.is_self for m in msgs))
     texts = [m.text for m in content]
-    vectors = cats.embed([t[:1000] for t in texts]) if texts else None
+    vectors = cats.embed_messages(content, stored_vectors or {}) if texts else None
     categories = [OTHER] if spam_chat else cats.categorize(
         [m.text for m in msgs if not is_spam(m.text)], vectors, allowed_categories)
     if not content and not spam_chat:  # only notices: a feed is still about its topic
