@@ -87,7 +87,7 @@ class FeishuApi:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         timeout: float = 30,
     ) -> None:
-        self.base_url, self.app_id, self._secret = base_url, app_id, app_secret
+        self.base_url, self.app_id, self.app_secret = base_url, app_id, app_secret
         self.sleep = sleep
         self.sdk = (lark.Client.builder().app_id(app_id).app_secret(app_secret).domain(base_url)
                     .enable_set_token(True).timeout(timeout).log_level(lark.LogLevel.ERROR).build())
@@ -105,7 +105,7 @@ class FeishuApi:
         cached = _tokens.get(self._key)
         if cached and not fresh and cached[1] > time.time():
             return cached[0]
-        body = InternalTenantAccessTokenRequestBody.builder().app_id(self.app_id).app_secret(self._secret).build()
+        body = InternalTenantAccessTokenRequestBody.builder().app_id(self.app_id).app_secret(self.app_secret).build()
         request = InternalTenantAccessTokenRequest.builder().request_body(body).build()
         for attempt in range(MAX_RATE_LIMIT_RETRIES + 1):
             resp = await self.sdk.auth.v3.tenant_access_token.ainternal(request)

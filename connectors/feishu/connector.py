@@ -48,6 +48,7 @@ class FeishuConnector:
             await FeishuApi.for_account(self.settings.base_url, ctx.account).token()  # still a live app?
             await ctx.report(AccountState.CONNECTED, "webhook")
             await asyncio.Event().wait()  # events arrive through the callback route; idle until cancelled
+            return
         await listen_ws(self.settings.base_url, ctx)
 
     def normalize(self, envelope: Envelope, account: Account | None = None) -> list[Change]:

@@ -94,7 +94,7 @@ async def listen(base_url: str, ctx: ListenContext, *, max_wait: float = 300.0) 
     while True:
         try:
             url = await session.endpoint()
-            async with connect(url, proxy=None, ping_interval=None, max_size=None) as ws:
+            async with connect(url, proxy=None, max_size=None) as ws:  # websockets' own 20 s keepalive, as the SDK
                 failures = 0
                 await ctx.report(AccountState.CONNECTED)
                 connects += 1
@@ -142,7 +142,7 @@ class _Session:
 
     async def endpoint(self) -> str:
         """POST /callback/ws/endpoint: the socket URL, and Feishu's ClientConfig."""
-        body = {"AppID": self.api.app_id, "AppSecret": self.api._secret}
+        body = {"AppID": self.api.app_id, "AppSecret": self.api.app_secret}
         async with httpx.AsyncClient(timeout=30) as http:
             resp = await http.post(self.base_url + GEN_ENDPOINT_URI, json=body, headers={"locale": "zh"})
         try:
