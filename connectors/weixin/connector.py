@@ -6,7 +6,7 @@ call, and nothing is lost while we are away because getupdates resumes from the 
 No webhooks: iLink only long-polls.
 
 Per account: credentials `bot_token`, `base_url`, `ilink_user_id`; resume state
-`{"buf": get_updates_buf, "context_tokens": {chat: newest context_token}}`.
+`{"buf": get_updates_buf}`. Sends answer with the chat's newest inbound `context_token`.
 """
 
 from __future__ import annotations

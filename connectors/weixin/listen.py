@@ -2,16 +2,11 @@
 
 `get_updates_buf` is iLink's opaque cursor: a getupdates naming it gets every message after
 it, so the cursor only moves past messages that are already queued durably. Each batch is
-emitted with `resume = {"buf": <new cursor>, "context_tokens": {...}}` (queued atomically
-with the saved cursor), and only the next getupdates names the new cursor: that is the ack.
-A crash anywhere restarts from the saved cursor: at-least-once, and the inbound stream drops
-repeated message ids.
-
-`context_tokens` maps each chat to the newest `context_token` seen in it: iLink accepts a
-bot's message only with one (a bot may only answer people who wrote to it). It rides in the
-resume state because that is the one place the listener can save atomically with the batch
-that brought it; `send` reads it from `Account.resume` (see outbound.py). Capped at the
-`MAX_CHATS` most recently active chats.
+emitted with `resume = {"buf": <new cursor>}` (queued atomically with it), and only the next
+getupdates names the new cursor: that is the ack. A crash anywhere restarts from the saved
+cursor: at-least-once, and the inbound stream drops repeated message ids. Each message's
+`context_token` stays in its payload: `send` takes the chat's newest from the store
+(`Outbound.last_inbound`, see outbound.py).
 """
 
 from __future__ import annotations
@@ -19,16 +14,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
-
 import httpx
 
 from connectors.base import AccountState, Envelope, ListenContext, NeedsReauth, RateLimited
 from connectors.weixin.client import PLATFORM, ILink, ILinkError
-from connectors.weixin.inbound import chat_of, delivery_id
+from connectors.weixin.inbound import delivery_id
 
 log = logging.getLogger("loomi.weixin")
-MAX_CHATS = 256
 DEFAULT_HOLD_MS = 35_000  # iLink's long poll, until the server says otherwise
 MARGIN = 10.0  # seconds our HTTP timeout waits past the server's hold
 MAX_FAILURES = 3  # consecutive failed polls before the supervisor takes over (with backoff)
@@ -42,7 +34,6 @@ async def listen(base_url: str, ctx: ListenContext, *, retry_delay: float = 1.0)
         await ilink.post("msg/notifystart", {})  # a revoked token answers -14 here
         await ctx.report(AccountState.CONNECTED)
         buf = str((ctx.resume or {}).get("buf") or "")
-        tokens: dict[str, str] = dict((ctx.resume or {}).get("context_tokens") or {})
         hold_ms = DEFAULT_HOLD_MS
         failures = 0
         while True:
@@ -69,19 +60,8 @@ async def listen(base_url: str, ctx: ListenContext, *, retry_delay: float = 1.0)
             new_buf = answer.get("get_updates_buf") if isinstance(answer.get("get_updates_buf"), str) else buf
             if not msgs and new_buf == buf:
                 continue
-            remember(tokens, msgs)
             now = int(time.time() * 1000)
             envelopes = [Envelope(PLATFORM, ctx.account.id, delivery_id(m), now, m) for m in msgs]
-            await ctx.emit(envelopes, {"buf": new_buf, "context_tokens": dict(tokens)})
+            await ctx.emit(envelopes, {"buf": new_buf})
             buf = new_buf
 
-
-def remember(tokens: dict[str, str], msgs: list[dict[str, Any]]) -> None:
-    """Keep each chat's newest context_token, most recently active chats last, at most MAX_CHATS."""
-    for msg in msgs:
-        token, chat = msg.get("context_token"), chat_of(msg)
-        if isinstance(token, str) and token and chat:
-            tokens.pop(chat, None)
-            tokens[chat] = token
-    while len(tokens) > MAX_CHATS:
-        tokens.pop(next(iter(tokens)))

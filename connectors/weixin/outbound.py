@@ -1,8 +1,9 @@
 """Sending: `sendmessage` with the chat's newest `context_token`.
 
 iLink takes a bot's message only as an answer inside a conversation someone started: the
-`context_token` of the newest message in that chat must travel with it. The listener keeps
-those tokens in its resume state (listen.py); `Account.resume` hands them to us. The answer
+`context_token` of the newest message in that chat must travel with it. Every inbound
+payload carries one; the send path hands us the chat's newest (`Outbound.last_inbound`,
+from the store, so any process can send). The answer
 has no delivery receipt and often no `message_id`, so our `client_id` is the native id.
 A 429 is waited out within a small budget; beyond it RateLimited goes to the retry job.
 """
@@ -25,11 +26,10 @@ class NoContext(ValueError):
     """No context_token for the chat: nobody there has written to this bot (that we saw)."""
 
 
-def context_token(account: Account, chat_id: str) -> str:
-    tokens = (getattr(account, "resume", None) or {}).get("context_tokens") or {}
-    token = tokens.get(chat_id) if isinstance(tokens, dict) else None
+def context_token(outbound: Outbound) -> str:
+    token = (outbound.last_inbound or {}).get("context_token")
     if not isinstance(token, str) or not token:
-        raise NoContext(f"no context_token for chat {chat_id}: WeChat lets a bot answer only people who wrote to it")
+        raise NoContext(f"no context_token for chat {outbound.chat_id}: WeChat lets a bot answer only people who wrote to it")
     return token
 
 
@@ -49,7 +49,7 @@ async def send(base_url: str, account: Account, outbound: Outbound, *, budget: f
         "message_type": BOT_MESSAGE,
         "message_state": FINISHED,
         "item_list": [{"type": TEXT, "text_item": {"text": outbound.text}}],
-        "context_token": context_token(account, outbound.chat_id),
+        "context_token": context_token(outbound),
     }
     waited = 0.0
     async with ILink(account.credentials.get("base_url") or base_url, token) as ilink:

@@ -13,7 +13,7 @@ from config.settings import PlatformSettings
 from connectors.base import AccountState, ChangeKind, NeedsReauth
 from connectors.weixin.client import ILinkError
 from connectors.weixin.inbound import normalize
-from connectors.weixin.listen import MAX_CHATS, listen, remember
+from connectors.weixin.listen import listen
 from tests.connectors.weixin.conftest import ALICE, BOB, EmitFailed, RecordingContext, make_account
 from tests.fakes.weixin import FakeWeixin
 from tests.waiting import wait_until
@@ -50,10 +50,11 @@ async def test_every_message_emitted_once_in_order_with_cursor_and_tokens(fake: 
         covered = {str(m["message_id"]) for m in fake.pending(token, previous)} - {str(m["message_id"]) for m in fake.pending(token, resume["buf"])}
         assert covered == {e.delivery_id for e in batch}
         previous = resume["buf"]
-    assert ctx.resume["context_tokens"] == {ALICE: fake.context_token(token, ALICE), BOB: fake.context_token(token, BOB)}
+    assert set(ctx.resume) == {"buf"}
     first = ctx.envelopes[0]
     assert (first.platform, first.account_id, first.source) == ("weixin", "acc-weixin-1", "listen")
-    assert first.payload == fake.pending(token)[0]  # the WeixinMessage exactly as sent
+    assert first.payload == fake.pending(token)[0]  # the WeixinMessage exactly as sent, context_token included
+    assert first.payload["context_token"] == fake.pending(token)[0]["context_token"]
     assert [c.message.text for e in ctx.envelopes for c in normalize(e, ctx.account)] == [f"message {i}" for i in range(5)]
     assert fake.bad_requests == []  # every call carried the iLink headers and base_info
 
@@ -171,12 +172,4 @@ async def test_recall_quote_group_and_attachments_arrive(fake: FakeWeixin, token
     assert changes[1].message.reply_to_id == str(first) and changes[2].chat_id == "g1@chatroom"
     assert changes[3].message.attachments[0].name == "a.pdf" and changes[4].native_id == str(first)
     assert len(set(ctx.ids)) == 5  # the recall is a delivery of its own
-    assert set(ctx.resume["context_tokens"]) == {ALICE, "g1@chatroom"}
 
-
-def test_context_tokens_keep_the_newest_of_the_most_recent_chats() -> None:
-    tokens: dict[str, str] = {}
-    remember(tokens, [{"from_user_id": f"u{i}", "context_token": f"t{i}"} for i in range(MAX_CHATS + 5)])
-    assert len(tokens) == MAX_CHATS and "u0" not in tokens and tokens[f"u{MAX_CHATS + 4}"] == f"t{MAX_CHATS + 4}"
-    remember(tokens, [{"from_user_id": "u10", "context_token": "newer"}, {"from_user_id": "u11"}])
-    assert tokens["u10"] == "newer" and list(tokens)[-1] == "u10" and tokens["u11"] == "t11"

@@ -15,12 +15,19 @@ from tests.fakes.weixin import FakeWeixin
 
 
 def _account(fake: FakeWeixin, token: str):
-    return make_account(fake, token, resume={"buf": "x", "context_tokens": {ALICE: fake.context_token(token, ALICE)}})
+    return make_account(fake, token)
+
+
+def to(fake: FakeWeixin, token: str, chat: str, text: str) -> Outbound:
+    """What the send path hands the connector: the chat's newest inbound payload, as stored."""
+    newest = next((m for m in reversed(fake.pending(token)) if (m.get("group_id") or m["from_user_id"]) == chat), None)
+    return Outbound(chat_id=chat, text=text, last_inbound=newest)
 
 
 async def test_send_uses_the_newest_context_token(fake: FakeWeixin, token: str, settings: PlatformSettings) -> None:
     fake.post_message(token, ALICE, "hi")
-    sent = await send(settings.base_url, _account(fake, token), Outbound(chat_id=ALICE, text="hello Alice"), budget=5)
+    fake.post_message(token, ALICE, "still there?")  # the newer message's token is the one to use
+    sent = await send(settings.base_url, _account(fake, token), to(fake, token, ALICE, "hello Alice"), budget=5)
     wire = fake.sent[-1]
     assert wire["context_token"] == fake.context_token(token, ALICE)
     assert (wire["to_user_id"], wire["message_type"], wire["message_state"]) == (ALICE, 2, 2)
@@ -36,29 +43,28 @@ async def test_send_uses_the_newest_context_token(fake: FakeWeixin, token: str, 
 async def test_send_keeps_a_message_id_when_ilink_gives_one(fake: FakeWeixin, token: str, settings: PlatformSettings) -> None:
     fake.send_returns_message_id = True
     fake.post_message(token, ALICE, "hi")
-    sent = await send(settings.base_url, _account(fake, token), Outbound(chat_id=ALICE, text="ok"), budget=5)
+    sent = await send(settings.base_url, _account(fake, token), to(fake, token, ALICE, "ok"), budget=5)
     assert isinstance(sent.raw["message_id"], int) and sent.native_id == fake.sent[-1]["client_id"]
 
 
 async def test_no_context_token_is_refused_before_calling(fake: FakeWeixin, token: str, settings: PlatformSettings) -> None:
     fake.post_message(token, ALICE, "hi")
     with pytest.raises(NoContext) as err:
-        await send(settings.base_url, _account(fake, token), Outbound(chat_id=BOB, text="cold message"), budget=5)
+        await send(settings.base_url, _account(fake, token), to(fake, token, BOB, "cold message"), budget=5)
     assert BOB in str(err.value) and fake.calls["sendmessage"] == 0
-    bare = make_account(fake, token)
-    with pytest.raises(ValueError):
-        await send(settings.base_url, bare, Outbound(chat_id=ALICE, text="x"), budget=5)
+    with pytest.raises(ValueError):  # a stored payload without a token (an old row, a group system note)
+        await send(settings.base_url, _account(fake, token), Outbound(chat_id=ALICE, text="x", last_inbound={"seq": 1}), budget=5)
     for text in ("", "   ", "x" * 4001):
         with pytest.raises(ValueError):
-            await send(settings.base_url, _account(fake, token), Outbound(chat_id=ALICE, text=text), budget=5)
+            await send(settings.base_url, _account(fake, token), to(fake, token, ALICE, text), budget=5)
     assert fake.sent == []
 
 
 async def test_a_stale_context_token_is_the_platforms_refusal(fake: FakeWeixin, token: str, settings: PlatformSettings) -> None:
     fake.post_message(token, ALICE, "hi")
-    account = make_account(fake, token, resume={"context_tokens": {ALICE: "stale"}})
+    stale = Outbound(chat_id=ALICE, text="x", last_inbound={**fake.pending(token)[0], "context_token": "stale"})
     with pytest.raises(Exception) as err:
-        await send(settings.base_url, account, Outbound(chat_id=ALICE, text="x"), budget=5)
+        await send(settings.base_url, _account(fake, token), stale, budget=5)
     assert "ret -2" in str(err.value) and fake.sent == []
 
 
@@ -66,7 +72,7 @@ async def test_send_waits_out_a_short_429(fake: FakeWeixin, token: str, settings
     fake.post_message(token, ALICE, "hi")
     fake.fail_next("sendmessage", retry_after=1)
     started = time.monotonic()
-    await send(settings.base_url, _account(fake, token), Outbound(chat_id=ALICE, text="after"), budget=5)
+    await send(settings.base_url, _account(fake, token), to(fake, token, ALICE, "after"), budget=5)
     assert time.monotonic() - started >= 1.0 and len(fake.sent) == 1 and fake.calls["sendmessage"] == 2
 
 
@@ -76,14 +82,14 @@ async def test_send_raises_rate_limited_beyond_the_budget(fake: FakeWeixin, toke
     fake.fail_next("sendmessage", retry_after=7)
     started = time.monotonic()
     with pytest.raises(RateLimited) as err:
-        await send(settings.base_url, _account(fake, token), Outbound(chat_id=ALICE, text="too many"), budget=2)
+        await send(settings.base_url, _account(fake, token), to(fake, token, ALICE, "too many"), budget=2)
     assert err.value.retry_after == 7 and 1.0 <= time.monotonic() - started < 2.0 and fake.sent == []
 
 
 async def test_expired_session_needs_reauth(fake: FakeWeixin, token: str, settings: PlatformSettings) -> None:
     fake.post_message(token, ALICE, "hi")
-    account = _account(fake, token)
+    outbound = to(fake, token, ALICE, "x")
     fake.expire_session(token)
     with pytest.raises(NeedsReauth) as err:
-        await send(settings.base_url, account, Outbound(chat_id=ALICE, text="x"), budget=5)
+        await send(settings.base_url, _account(fake, token), outbound, budget=5)
     assert token not in str(err.value)
