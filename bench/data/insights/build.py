@@ -1,5 +1,6 @@
 """Turn conversations.txt (hand-written conversations and labels) into the bench's inputs:
-conversations.jsonl (the hub's import format) and labels.json. Run: python bench/data/insights/build.py"""
+conversations.jsonl (the hub's import format) and labels.json; heldout.txt likewise into
+heldout-conversations.jsonl and heldout-labels.json. Run: python bench/data/insights/build.py"""
 
 from __future__ import annotations
 
@@ -59,11 +60,14 @@ def parse(text: str) -> tuple[list[dict], dict[str, dict]]:
 
 
 def main() -> None:
-    lines, labels = parse((HERE / "conversations.txt").read_text(encoding="utf-8"))
-    (HERE / "conversations.jsonl").write_text("".join(json.dumps(l, ensure_ascii=False) + "\n" for l in lines), encoding="utf-8")
     person = {"name": "Alex Chen", "aliases": ["Alex", "小陈"]}
-    (HERE / "labels.json").write_text(json.dumps({"person": person, "conversations": labels}, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    print(f"{len(labels)} conversations, {len(lines)} messages")
+    for source, prefix in (("conversations.txt", ""), ("heldout.txt", "heldout-")):
+        if not (HERE / source).exists():
+            continue
+        lines, labels = parse((HERE / source).read_text(encoding="utf-8"))
+        (HERE / f"{prefix}conversations.jsonl").write_text("".join(json.dumps(l, ensure_ascii=False) + "\n" for l in lines), encoding="utf-8")
+        (HERE / f"{prefix}labels.json").write_text(json.dumps({"person": person, "conversations": labels}, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        print(f"{source}: {len(labels)} conversations, {len(lines)} messages")
 
 
 if __name__ == "__main__":
