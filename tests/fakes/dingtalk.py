@@ -78,7 +78,7 @@ class _App:
     corp_id: str
     bot_user_id: str
     tokens: dict[str, float] = field(default_factory=dict)  # access token -> expiry (epoch s)
-    pending: list[Json] = field(default_factory=list)  # CALLBACK frames not yet acked, in order
+    pending: dict[str, Json] = field(default_factory=dict)  # messageId -> CALLBACK frame not yet acked, in order
     conns: list["_Conn"] = field(default_factory=list)
 
 
@@ -227,7 +227,7 @@ class FakeDingTalk:
             frame = next(f for f in self._delivered if json.loads(f["data"])["msgId"] == msg_id)
             again = copy.deepcopy(frame)
             again["headers"]["messageId"] = self._message_id()
-            app.pending.append(again)
+            app.pending[again["headers"]["messageId"]] = again
             self._push_all(app, again)
         self._call(run)
 
@@ -291,7 +291,7 @@ class FakeDingTalk:
         return self._call(lambda: len(self._apps[client_id].conns))
 
     def pending(self, client_id: str) -> list[str]:
-        return self._call(lambda: [json.loads(f["data"])["msgId"] for f in self._apps[client_id].pending])
+        return self._call(lambda: [json.loads(f["data"])["msgId"] for f in self._apps[client_id].pending.values()])
 
     @property
     def sent(self) -> list[Json]:
@@ -304,6 +304,11 @@ class FakeDingTalk:
         """Acks of CALLBACK/EVENT frames: `{messageId, msgId, code}` in arrival order."""
         with self._lock:
             return copy.deepcopy(self._acks)
+
+    @property
+    def ack_count(self) -> int:
+        with self._lock:
+            return len(self._acks)
 
     @property
     def acked_msg_ids(self) -> list[str]:
@@ -374,7 +379,7 @@ class FakeDingTalk:
                              "messageId": self._message_id(), "time": str(now), "topic": BOT_TOPIC},
                  "data": json.dumps(data, ensure_ascii=False)}
         self._delivered.append(frame)
-        app.pending.append(frame)
+        app.pending[frame["headers"]["messageId"]] = frame
         self._push_all(app, frame)
         return msg_id
 
@@ -477,7 +482,7 @@ class FakeDingTalk:
         await ws.prepare(request)
         conn = _Conn(app, ws, subs)
         app.conns.append(conn)
-        for frame in list(app.pending):  # unacked messages again, oldest first
+        for frame in list(app.pending.values()):  # unacked messages again, oldest first
             if self._subscribed(conn, frame):
                 await self._send(conn, frame)
         try:
@@ -495,7 +500,7 @@ class FakeDingTalk:
             message_id = ack["headers"]["messageId"]
         except (ValueError, KeyError, TypeError):
             return  # DingTalk ignores what it cannot read
-        frame = next((f for f in app.pending if f["headers"]["messageId"] == message_id), None)
+        frame = app.pending.get(message_id)
         if frame is None:  # a SYSTEM answer (ping) or an ack for something already acked
             try:
                 opaque = json.loads(ack.get("data") or "{}").get("opaque")
@@ -510,7 +515,7 @@ class FakeDingTalk:
         with self._lock:
             self._acks.append({"messageId": message_id, "msgId": msg_id, "code": code})
         if code == 200:
-            app.pending.remove(frame)
+            del app.pending[message_id]
 
     async def _h_batch_send(self, request: web.Request) -> web.Response:
         return await self._robot_send(request, "oto")
