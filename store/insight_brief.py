@@ -72,13 +72,24 @@ def is_persons(row: dict[str, Any] | None) -> bool:
     return bool(row) and (row["source"] == "override" or row["pinned"] or row["unpinned_at"] is not None)
 
 
-async def _upsert(conn: AsyncConnection, values: dict[str, Any], update: list[str]) -> None:
-    stmt = _insert(conn).values(**values)
+# The database re-checks this when sync's upsert meets an existing row, so a person's override
+# made between sync's read and its write is still never overwritten.
+_STILL_AUTO = sa.and_(
+    insight_brief.c.source == "auto", insight_brief.c.pinned == sa.false(), insight_brief.c.unpinned_at.is_(None)
+)
+
+
+async def _upsert(conn: AsyncConnection, rows: list[dict[str, Any]], update: list[str], where: Any = None) -> None:
+    """Insert `rows` (one statement, executemany) or update `update` columns of the existing ones."""
+    if not rows:
+        return
+    stmt = _insert(conn)
     stmt = stmt.on_conflict_do_update(
         index_elements=[insight_brief.c.user_id, insight_brief.c.insight_id],
-        set_={name: getattr(stmt.excluded, name) for name in update},
+        set_={name: stmt.excluded[name] for name in update},
+        where=where,
     )
-    await conn.execute(stmt)
+    await conn.execute(stmt, rows)
 
 
 async def sync(conn: AsyncConnection, user_id: str, ids: list[str], auto: dict[str, str], now_ms: int) -> tuple[int, int]:
@@ -89,17 +100,16 @@ async def sync(conn: AsyncConnection, user_id: str, ids: list[str], auto: dict[s
     rows of insights no longer in the list are deleted: that count is `cleaned`.
     """
     existing = await rows_of(conn, user_id, ids)
-    synced = 0
+    synced, writes = 0, []
     for insight_id in dict.fromkeys(ids):
         row = existing.get(insight_id)
         if row and row["unpinned_at"] is not None:
             continue
         synced += 1
-        if is_persons(row):
-            continue
-        values = {"user_id": user_id, "insight_id": insight_id, "category": auto[insight_id], "source": "auto",
-                  "pinned": False, "unpinned_at": None, "updated_at": now_ms}
-        await _upsert(conn, values, ["category", "updated_at"])
+        if not is_persons(row):
+            writes.append({"user_id": user_id, "insight_id": insight_id, "category": auto[insight_id], "source": "auto",
+                           "pinned": False, "unpinned_at": None, "updated_at": now_ms})
+    await _upsert(conn, writes, ["category", "updated_at"], where=_STILL_AUTO)
     stale = await conn.execute(
         sa.delete(insight_brief).where(
             insight_brief.c.user_id == user_id,
@@ -122,7 +132,7 @@ async def set_overrides(
         if category is not None:
             values = {"user_id": user_id, "insight_id": insight_id, "category": category, "source": "override",
                       "pinned": False, "unpinned_at": None, "updated_at": now_ms}
-            await _upsert(conn, values, ["category", "source", "updated_at"])
+            await _upsert(conn, [values], ["category", "source", "updated_at"])
         elif row is None:
             continue
         elif row["pinned"] or row["unpinned_at"] is not None:
@@ -142,19 +152,20 @@ async def set_pins(
     category: str | None = None,
 ) -> None:
     """Pin (keep in the brief) or unpin (take off, and keep sync from bringing it back)."""
-    existing = await rows_of(conn, user_id, ids)
-    for insight_id in dict.fromkeys(ids):
-        row = existing.get(insight_id)
-        values: dict[str, Any] = {
+    rows = [
+        {
             "user_id": user_id,
             "insight_id": insight_id,
-            "category": category or (row["category"] if row else auto[insight_id]),
-            "source": "override" if category else (row["source"] if row else "auto"),
+            "category": category or auto[insight_id],  # for a new row; an existing one keeps its own
+            "source": "override" if category else "auto",
             "pinned": pinned,
             "unpinned_at": None if pinned else now_ms,
             "updated_at": now_ms,
         }
-        await _upsert(conn, values, ["category", "source", "pinned", "unpinned_at", "updated_at"])
+        for insight_id in dict.fromkeys(ids)
+    ]
+    update = ["pinned", "unpinned_at", "updated_at"] + (["category", "source"] if category else [])
+    await _upsert(conn, rows, update)
 
 
 async def cleanup(conn: AsyncConnection, user_id: str, force: bool) -> int:

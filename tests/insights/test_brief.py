@@ -313,3 +313,23 @@ async def test_per_insight_brief_category_route(hub, client: httpx.AsyncClient, 
     r = await client.post(f"/api/insights/{a}/brief-category", headers=h, json={"category": "someday"})
     assert r.status_code == 400
     assert (await client.get(f"/api/insights/{a}/brief-category", headers=h)).json()["data"]["category"] == "important"
+
+
+async def test_sync_racing_an_override_does_not_overwrite_it(hub, client: httpx.AsyncClient, user: dict, monkeypatch) -> None:
+    """The person overrides between sync's read and its write: the database's upsert condition
+    still keeps the override (simulated by sync reading a stale, empty view of the rows)."""
+    from store import insight_brief as store
+
+    mine = await three_insights(hub, user)
+    uid, a = user["user"]["id"], mine["urgent"]["id"]
+    await client.post("/api/insights/brief-categories/overrides", headers=user["headers"], json={"overrides": {a: "archive"}})
+
+    async def stale(conn, user_id, ids=None):  # noqa: ANN001
+        return {}
+
+    monkeypatch.setattr(store, "rows_of", stale)
+    async with hub.engine.begin() as conn:
+        await store.sync(conn, uid, [a], {a: "urgent"}, now_ms())
+    monkeypatch.undo()
+    row = (await brief_rows(hub, uid))[a]
+    assert (row["category"], row["source"]) == ("archive", "override")
