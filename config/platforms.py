@@ -87,7 +87,13 @@ PLATFORMS: dict[str, Platform] = {
             connector="connectors.dingtalk.connector:DingTalkConnector",
             abilities=_abilities("credentials", "webhook"),
         ),
-        Platform("qqbot", "https://api.sgroup.qq.com"),
+        Platform(
+            "qqbot",
+            "https://api.sgroup.qq.com",
+            connector="connectors.qqbot.connector:QQBotConnector",
+            settings_model="connectors.qqbot.settings:QQBotSettings",
+            abilities=_abilities("credentials"),
+        ),
         Platform(
             "weixin",
             "https://ilinkai.weixin.qq.com",
