@@ -38,6 +38,7 @@ from connectors.feishu.listen import listen as listen_ws
 
 class FeishuConnector:
     platform: ClassVar[str] = "feishu"
+    max_reconnect_wait: float = 300.0  # s; caps Feishu's ReconnectNonce/Interval (tests shorten it)
 
     def __init__(self, settings: PlatformSettings) -> None:
         self.settings = settings
@@ -49,7 +50,7 @@ class FeishuConnector:
             await ctx.report(AccountState.CONNECTED, "webhook")
             await asyncio.Event().wait()  # events arrive through the callback route; idle until cancelled
             return
-        await listen_ws(self.settings.base_url, ctx)
+        await listen_ws(self.settings.base_url, ctx, max_wait=self.max_reconnect_wait)
 
     def normalize(self, envelope: Envelope, account: Account | None = None) -> list[Change]:
         return inbound.normalize(envelope, account)

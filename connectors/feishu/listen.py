@@ -120,13 +120,14 @@ async def listen(base_url: str, ctx: ListenContext, *, max_wait: float = 300.0) 
 
 def _raise_for_handshake(err: InvalidStatus) -> None:
     """Feishu refuses a socket with `handshake-status` headers: 514 with an auth error code
-    (other than too many connections) or 403 means the app may not connect."""
+    (other than too many connections) or 403 means the app may not connect (NeedsReauth);
+    anything else is retried."""
     headers = err.response.headers
     status, msg = headers.get(HEADER_HANDSHAKE_STATUS), headers.get(HEADER_HANDSHAKE_MSG) or ""
     auth_code = headers.get(HEADER_HANDSHAKE_AUTH_ERRCODE)
     if status == str(FORBIDDEN) or (status == str(AUTH_FAILED) and auth_code != str(EXCEED_CONN_LIMIT)):
         raise NeedsReauth(f"Feishu refused the event connection: {msg or status}")
-    raise ConnectionError(f"Feishu refused the event connection: {msg or err}")
+    log.info("feishu: event connection refused (%s); reconnecting", msg or err)  # busy, too many connections
 
 
 class _Session:

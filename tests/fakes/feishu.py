@@ -116,6 +116,8 @@ class FakeFeishu:
         self.ack_payloads: list[Json] = []
         self.pings = 0
         self.history_allowed = True
+        self.endpoint_faults: list[tuple[int, str]] = []  # (code, msg) for the next endpoint calls
+        self.refuse_handshake: tuple[str, str, str] | None = None  # (status, msg, auth errcode) headers
         self._apps: dict[str, Json] = {}  # app_id -> {secret, bot_open_id, name}
         self._tokens: dict[str, str] = {}  # tenant token -> app_id
         self._chats: dict[str, Json] = {}
@@ -423,6 +425,9 @@ class FakeFeishu:
 
     async def _endpoint(self, request: web.Request) -> web.Response:
         self.calls["ws_endpoint"] += 1
+        if self.endpoint_faults:
+            code, msg = self.endpoint_faults.pop(0)
+            return web.json_response({"code": code, "msg": msg})
         body = await request.json()
         app = self._apps.get(str(body.get("AppID")))
         if app is None or body.get("AppSecret") != app["secret"]:
@@ -434,6 +439,10 @@ class FakeFeishu:
 
     async def _ws(self, request: web.Request) -> web.StreamResponse:
         app_id = self._tickets.pop(request.query.get("ticket", ""), None)
+        if self.refuse_handshake is not None:  # Feishu answers a refused upgrade with handshake-* headers
+            status, msg, auth = self.refuse_handshake
+            return web.Response(status=403, headers={"handshake-status": status, "handshake-msg": msg,
+                                                     "handshake-autherrcode": auth})
         if app_id is None:
             return web.Response(status=403, headers={"handshake-status": "403", "handshake-msg": "invalid ticket"})
         ws = web.WebSocketResponse(autoping=True)

@@ -156,3 +156,30 @@ async def test_two_accounts_listen_at_once(fs: FakeFeishu, connector: FeishuConn
     assert one.envelopes[0].payload["header"]["app_id"] == "cli_loomi_test"
     assert two.envelopes[0].payload["header"]["app_id"] == "cli_other"
     assert {e.account_id for e in one.envelopes + two.envelopes} == {"acc-feishu-1", "acc-2"}
+
+
+async def test_a_busy_endpoint_is_retried_in_place(fs: FakeFeishu, connector: FeishuConnector) -> None:
+    fs.endpoint_faults = [(1, "system busy")]  # before any ClientConfig: the default 30 s nonce, capped here
+    connector.max_reconnect_wait = 0.2
+    ctx = RecordingContext(make_account())
+    async with running(connector, ctx) as task:
+        await wait_until(lambda: fs.connections == 1, timeout=5)
+        fs.post_message(GROUP, ALICE, "after the busy spell")
+        await wait_until(lambda: len(ctx.envelopes) == 1)
+        assert not task.done() and fs.calls["ws_endpoint"] == 2
+
+
+async def test_a_refused_socket_needs_reauth_unless_it_is_the_connection_limit(
+    fs: FakeFeishu, connector: FeishuConnector
+) -> None:
+    fs.refuse_handshake = ("514", "app is not allowed to use the long connection", "1000040351")
+    with pytest.raises(NeedsReauth, match="not allowed"):
+        await asyncio.wait_for(connector.listen(RecordingContext(make_account())), 5)
+    fs.refuse_handshake = ("514", "exceed connection limit", "1000040350")  # transient: retried
+    connector.max_reconnect_wait = 0.2
+    ctx = RecordingContext(make_account())
+    async with running(connector, ctx) as task:
+        await wait_until(lambda: fs.calls["ws_endpoint"] >= 3, timeout=5)
+        fs.refuse_handshake = None
+        await wait_until(lambda: fs.connections == 1, timeout=5)
+        assert not task.done()
