@@ -2,7 +2,7 @@
 
 Usage::
 
-    .venv/bin/python -m bench.insights [--database sqlite|postgresql] [--data bench/data/insights]
+    .venv/bin/python -m bench.insights [--database sqlite|postgresql] [--set main|heldout] [-v]
 
 A real hub (SQLite in a temporary folder by default, or a scratch PostgreSQL database; Redis from
 LOOMI_REDIS_URL, else the embedded one `loomi serve` uses) serves the API on a socket. The bench
@@ -224,9 +224,11 @@ async def run(args: argparse.Namespace) -> int:
     from ai.insights.redact import Redactor
 
     data = Path(args.data)
-    labels = json.loads((data / "labels.json").read_text(encoding="utf-8"))
+    prefix = "" if args.set == "main" else f"{args.set}-"
+    labels = json.loads((data / f"{prefix}labels.json").read_text(encoding="utf-8"))
     person, convs = labels["person"], labels["conversations"]
-    body = (data / "conversations.jsonl").read_bytes()
+    body = (data / f"{prefix}conversations.jsonl").read_bytes()
+    print(f"set: {args.set} ({len(convs)} labelled conversations)")
     with tempfile.TemporaryDirectory(prefix="bench-insights-") as tmp:
         async with hub_for(args.database, Path(tmp)) as running:
             client = running.client
@@ -302,6 +304,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--data", default=str(ROOT / "bench" / "data" / "insights"))
+    parser.add_argument("--set", choices=("main", "heldout"), default="main",
+                        help="main: the set written before the method; heldout: 16 more, written after it and never tuned on")
     parser.add_argument("--verbose", "-v", action="store_true", help="list every disagreement with the labels")
     return asyncio.run(run(parser.parse_args()))
 

@@ -19,8 +19,8 @@ from ai.insights.model import DEFAULT_CATEGORIES, OTHER
 log = logging.getLogger("loomi.insights")
 
 KEYWORDS: dict[str, str] = {
-    "News": r"\bannounce[sd]?\b|\bheadlines?\b|\bbreaking\b|\bnewsletter\b|\b(?:techcrunch|reuters|bloomberg|the verge|wired)\b|新闻|报道|快讯|头条",
-    "Meetings": r"\bmeetings?\b|\bagenda\b|\bstand-?up\b|\bsync\b|\boffsite\b|\bboard (?:deck|meeting)\b|\breschedul|会议|开会|评审会|周会|例会|聚会|碰头",
+    "News": r"\bannounce[sd]?\b|\bheadlines?\b|\bbreaking\b|\bnewsletter\b|\bthis week in\b|\bweekly\b|\bdigest\b|\b(?:techcrunch|reuters|bloomberg|the verge|wired)\b|新闻|报道|快讯|头条",
+    "Meetings": r"\bmeetings?\b|\bagenda\b|\bstand-?up\b|\bsync\b|\boffsite\b|\bboard (?:deck|meeting)\b|\breschedul|会议|开会|评审会|周会|例会|聚会|碰头|见面|主持|大会",
     "Funding": r"\bfunding\b|\braising\b|\bfundrais|\bseed\b|\bseries [a-d]\b|\binvestors?\b|\bvcs?\b|\bcap table\b|\bdata room\b|\bvaluation\b|\bbudget\b|\binvoice\b|\bterm sheet\b|融资|投资人|估值|预算|发票|天使轮",
     "R&D": r"\bdeploy|\bPRs?\b|\bpull request\b|\bbuild\b|\bbugs?\b|\bcommits?\b|\bcode\b|\bbenchmark|\blatency\b|\bAPI\b|\bstaging\b|\brelease\b|\bCI\b|\btests?\b|\bmigration\b|\bwebhook\b|\blogs?\b|\brepo\b|\bLOOMI_|代码|研发|接口|日志|回滚|服务|检索|延迟|上线|测试|网关|部署|报警",
     "Partnerships": r"\bpartner(?:s|ship)?\b|\brenewal\b|\bsigned\b|\bcontract\b|\bdeal\b|\bcustomers?\b|\bclients?\b|\bintro(?:duction)?\b|合作|合同|签约|客户|伙伴",

@@ -33,9 +33,11 @@ TITLE_CHARS = 120
 _IMPORTANT = re.compile(
     r"\$\s?\d|\b\d+k\b|\binvoice|\bpayment|\bbudget|\bcontract|\bcustomer|\bclient|\brenewal|\binvestor|\bfunding|\braising\b|\bseed\b|"
     r"\bcap table|\bdata room|\bboard\b|\bincident|\boutage|\bbilling|\bsecurity|\baudit\b|\bSOC ?2|\bkeys?\b|\bcredential|\blegal\b|"
-    r"\bhiring|\bcandidate|\binterview|\boffer\b|\bCTO\b|\bCEO\b|\bstripe\b|支付|付款|合同|金额|客户|投资|融资|董事会|报警|故障|安全|密码|面试|候选人|招聘|合作",
+    r"\bhiring|\bcandidate|\binterview|\boffer\b|\bCTO\b|\bCEO\b|\bexec|\bstripe\b|\bchurn|\bpassword|\broot\b|\breimburse|\bexpense|"
+    r"支付|付款|合同|金额|客户|投资|融资|董事会|报警|故障|安全|密码|面试|候选人|招聘|合作|报销|发票|工资|费用|转账",
     re.I,
 )
+_TO_ALL = re.compile(r"\b(?:who|who's|whos|anyone|anybody|someone|somebody|everyone|everybody|all of you|folks|team)\b|谁|大家|有人|各位", re.I)
 _WEIGHTY_CATEGORIES = {"Funding", "Partnerships", "HR & Recruiting"}
 
 
@@ -75,7 +77,7 @@ class Reader:
             return True
         if i > 0:
             prev = self.msgs[i - 1]
-            if prev.is_self and m.sent_at - prev.sent_at <= FOLLOW_MS and not m.reply_to:
+            if prev.is_self and m.sent_at - prev.sent_at <= FOLLOW_MS and not m.reply_to and not _TO_ALL.search(m.text):
                 return True
             if prev.sender_id == m.sender_id and self.addressed[i - 1] and m.sent_at - prev.sent_at <= CONTINUATION_MS:
                 return True

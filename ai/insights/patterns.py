@@ -20,10 +20,15 @@ _REQ_EN = re.compile(
     r"\b(?:can|could|would|will) you\b(?!\s+(?:believe|imagine))|\bplease\b|\bpls\b|\bplz\b|\bkindly\b|\bneed you to\b|"
     r"\bmake sure\b|\bremember to\b|\bdon'?t forget\b|\bmind (?:sending|sharing|checking|taking)\b|"
     r"^(?:also,?\s+)?(?:send|share|review|check|fix|update|approve|sign|submit|call|email|ping|forward|prepare|rotate|change|book|schedule|own|take|look at|follow up)\b|"
-    r"\b(?:send|share|forward) (?:me|us)\b|\bwant you to\b|\bi need (?:you|the|your)\b|\bcan i get\b|\blet me know\b",
+    r"\b(?:send|share|forward) (?:me|us)\b|\bwant you to\b|\bi need (?:you|the|your)\b|\bcan i get\b|\blet me know\b|\blmk\b|"
+    r"\bif you could\b|\bwould you mind\b|\bwhen you get a (?:sec|second|minute|chance)\b|"
+    r"\b(?:need|want|expect)\b.{0,40}\bfrom you\b|\byou(?:'ll| will)? need to\b|\byou should\b",
     re.I,
 )
-_REQ_ZH = re.compile(r"请|麻烦|帮我|帮忙|帮个忙|记得|务必|发我|发给我|给我一|给我发|把.{1,30}?(?:发|给|交|提交|整理|准备|看|改|弄|做)|你(?:马上|尽快|赶紧|赶快|先|去)|需要你|提交")
+_REQ_ZH = re.compile(
+    r"请|麻烦|帮我|帮忙|帮个忙|记得|务必|发我|发给我|给我一|给我发|把.{1,30}?(?:发|给|交|提交|整理|准备|看|改|弄|做)|"
+    r"你(?:马上|尽快|赶紧|赶快|先|得|负责|(?:去|来)(?!不))|需要你|提交|能否|可否|(?:看|改|弄|准备|查|处理|确认|跟进)一下"
+)
 _PROMISE_EN = re.compile(
     r"\bi'?ll\b|\bi will\b|\bi'?m going to\b|\bi am going to\b|\bwill do\b|\blet me\b|\bi can (?:do|take|handle|send|look)|\bon it\b|"
     r"\bi'?ll get (?:back|to it)\b|\bwill (?:send|share|review|fix|push|have|get|do|look|check|follow)\b",
@@ -46,6 +51,8 @@ _SPAM = [
         r"\b(?:guaranteed|100x|pump|airdrop|crypto signals|send \d+(?:\.\d+)? ?(?:eth|btc|usdt)|your wallet)\b",
         r"\b(?:limited (?:time|slots|offer)|last chance|act now|expires today|before it expires)\b|限时|名额有限",
         r"!!!|🚀🚀",
+        r"\bearn \$?\d+.{0,12}(?:/|per |a )(?:day|hour|week)\b|\b(?:part[- ]time job|work from home|from home)\b|日赚|兼职",
+        r"\b(?:hello|hi) dear\b|\bdear friend\b|\bwa\.me/|\badd my (?:whatsapp|telegram|wechat)\b|加我微信",
     )
 ]
 _AUTOMATED = re.compile(

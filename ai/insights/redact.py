@@ -20,7 +20,7 @@ _CODE = re.compile(
 )
 _CODE_AFTER = re.compile(r"(?<![\d-])(\d{4,8})(?!\d)(?=\s*(?:is your|是您的|为您的)\s*(?:verification|login|one[- ]time|验证码)?)", re.I)
 _PASSWORD = re.compile(
-    r"(?:\b(?:password|passwd|pwd|passphrase|pass)\b|密码|口令)\s*(?:is|was|=|:|：|是|为)?\s*[\"'“]?([^\s\"'”,，。;；]{4,128})",
+    r"(?:\b(?:password|passwd|pwd|pw|passphrase|pass)\b|密码|口令)\s*(?:is|was|=|:|：|是|为)?\s*[\"'“]?([^\s\"'”,，。;；]{4,128})",
     re.I,
 )
 _KEY_PREFIX = re.compile(

@@ -99,6 +99,12 @@ def test_patterns_en_and_zh() -> None:
     assert acts("线上支付服务报警了，紧急！").urgent
     assert is_spam("CONGRATULATIONS! You have been selected to receive a gift card. Click http://bit.ly/x")
     assert not is_spam("Congratulations on the launch, team!")
+    assert acts("It'd be great if you could take a look when you get a sec").request
+    assert acts("need a postmortem from you by Wednesday").request
+    assert acts("BP 最新版你来准备一下").request and acts("Q2 的计划能否在周五之前给我一版？").request
+    assert not acts("陈亚历你来不来？").request and acts("陈亚历你来不来？").question  # A-not-A asks
+    assert is_spam("Hello dear, part-time job, earn $500/day from home! Add my WhatsApp: wa.me/1555")
+    assert Redactor().redact("here: pw is Kx9#mLq2!vR ok") == "here: pw is [SECRET_1] ok"
     assert is_automated("Your verification code is 123456", "Bank")
     assert not is_automated("can you review my PR?", "Kim Park")
 
