@@ -15,6 +15,23 @@ ERROR_SCHEMA = {
     "required": ["error"],
     "properties": {"error": {"type": "string"}, "code": {"type": "string"}, "cause": {"type": "string"}},
 }
+# What /api/ai/v1/* answers instead (OpenAI's shape, ai/wire.py): the official SDKs read it.
+OPENAI_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message", "type", "code"],
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "code": {"type": ["string", "null"]},
+                "param": {"type": ["string", "null"]},
+            },
+        },
+    },
+}
 
 
 def _schema(model: Any, components: dict[str, Any]) -> dict[str, Any]:
@@ -26,19 +43,20 @@ def _schema(model: Any, components: dict[str, Any]) -> dict[str, Any]:
 
 
 def build(routes: list[BaseRoute], title: str = "openloomi-hub", version: str = "0.1.0") -> dict[str, Any]:
-    components: dict[str, Any] = {"Error": ERROR_SCHEMA}
+    components: dict[str, Any] = {"Error": ERROR_SCHEMA, "OpenAIError": OPENAI_ERROR_SCHEMA}
     paths: dict[str, Any] = {}
     for route in routes:
         if not isinstance(route, Route):
             continue
         spec = getattr(route.endpoint, "__loomi_spec__", None)
         path = re.sub(r"\{(\w+)(:\w+)?\}", r"{\1}", route.path)
+        error_ref = "#/components/schemas/" + ("OpenAIError" if path.startswith("/api/ai/v1/") else "Error")
         for method in sorted((route.methods or set()) - {"HEAD"}):
             op: dict[str, Any] = {
                 "summary": spec.summary if spec else (route.endpoint.__doc__ or route.name or "").strip(),
                 "responses": {
                     "200": {"description": "OK"},
-                    "4XX": {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+                    "4XX": {"description": "Error", "content": {"application/json": {"schema": {"$ref": error_ref}}}},
                 },
             }
             params = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in route.param_convertors]

@@ -175,14 +175,19 @@ OPERATIONS = [
 ]
 
 
-def _check(method: str, path: str, response: httpx.Response) -> None:
+def _documented_error(op: dict[str, Any]) -> str:
+    """The error schema the operation documents: Error (the seed's) or OpenAIError."""
+    return op["responses"]["4XX"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+
+
+def _check(method: str, path: str, op: dict[str, Any], response: httpx.Response) -> None:
     where = f"{method} {response.request.url} -> {response.status_code}: {response.text[:300]}"
     if response.status_code < 400:
         return
     assert response.status_code != 500, where
     if response.headers.get("content-type", "").startswith("application/json"):
         body = response.json()
-        if path.startswith("/api/ai/v1/"):
+        if _documented_error(op) == "OpenAIError":
             error = body.get("error")
             assert isinstance(error, dict) and isinstance(error.get("message"), str) and isinstance(error.get("type"), str) and "code" in error, where
             code = error.get("code")
@@ -213,7 +218,7 @@ def _drive(base_url: str, headers: dict[str, str], method: str, path: str, op: d
             if request["json"] is not None or "requestBody" in op:
                 kwargs["json"] = request["json"]
             http.cookies.clear()
-            _check(method, path, http.request(method, request["url"], **kwargs))
+            _check(method, path, op, http.request(method, request["url"], **kwargs))
 
         run()
 
@@ -240,6 +245,9 @@ async def test_no_input_gives_a_5xx(client: httpx.AsyncClient, hub: Any, method:
             await hub.redis.delete(*keys)
 
 
-def test_every_operation_is_driven() -> None:
+def test_every_operation_is_driven_and_documents_its_error_shape() -> None:
     paths = {p.values[1] for p in OPERATIONS}
     assert {"/api/messages", "/api/messages/sync", "/api/ai/v1/chat/completions", "/api/billing/ledger", "/api/remote-auth/user"} <= paths
+    for param in OPERATIONS:
+        _, path, op = param.values
+        assert _documented_error(op) == ("OpenAIError" if path.startswith("/api/ai/v1/") else "Error"), path
