@@ -7,9 +7,10 @@ callbacks, forged ones refused."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
-from tests.e2e.harness import e2e_env, fresh_database, running_hub
+from tests.e2e.harness import WorkerProcess, e2e_env, fresh_database, running_hub
 from tests.fakes.feishu import FakeFeishu
 from tests.waiting import eventually
 
@@ -119,3 +120,49 @@ async def test_connect_receive_backfill_send_exactly_once(backend: str, tmp_path
             await asyncio.sleep(0.5)
             hook_rows = [m for m in await hub.messages(headers) if m["accountId"] == hook_id]
             assert [m["nativeId"] for m in hook_rows].count(hooked) == 1  # delivered twice and backfilled: one row
+
+
+async def test_kill_9_of_the_worker_holding_the_socket_loses_and_duplicates_nothing(backend: str, tmp_path: Path) -> None:
+    """Two `loomi worker` processes; the one holding the Feishu socket is killed mid-stream.
+    Events it received but never acked are re-sent by Feishu to the survivor's socket, events
+    sent meanwhile wait at Feishu: every message is stored exactly once."""
+    async with FakeFeishu(reconnect_interval=1, reconnect_nonce=0) as fake, fresh_database(backend, tmp_path) as db:
+        fake.add_app(APP, SECRET, bot_open_id=BOT)
+        fake.add_user("ou_alice", "Alice")
+        fake.add_chat(GROUP, "Team", "group")
+        env = e2e_env(backend, tmp_path, db, LOOMI_FEISHU_BASE_URL=fake.base_url, LOOMI_LEASE_MS="10000",
+                      LOOMI_HEARTBEAT_SECONDS="2")
+        async with running_hub(env, worker=False) as hub:
+            headers = await hub.login()
+            workers = [WorkerProcess(env, tmp_path / f"worker{i}.log").start() for i in range(2)]
+            try:
+                r = await hub.client.post("/api/feishu/listener/init", json={"appId": APP, "appSecret": SECRET},
+                                          headers=headers)
+                assert r.status_code == 200, r.text
+                holder = await eventually(lambda: _holder(hub, headers), timeout=60, what="a worker holds the listener")
+                sent = [fake.post_message(GROUP, "ou_alice", f"before {i}") for i in range(100)]
+                await eventually(lambda: hub.at_least(headers, 50), timeout=60, what="ingest under way")
+                victim = next(w for w in workers if holder.endswith(f":{w.pid}"))
+                killed_at = time.monotonic()
+                victim.kill9()
+                sent += [fake.post_message(GROUP, "ou_alice", f"after {i}") for i in range(100)]
+                survivor = next(w for w in workers if w is not victim)
+                await eventually(lambda: _holder(hub, headers, f":{survivor.pid}"), timeout=30, what="takeover")
+                takeover = time.monotonic() - killed_at
+                got = await eventually(lambda: hub.at_least(headers, 200), timeout=60, what="all 200 messages")
+                await asyncio.sleep(1.0)
+                got = await hub.messages(headers)
+                print(f"\nfeishu takeover after kill -9: {takeover:.1f} s")
+                assert takeover < 15, takeover
+                assert len(got) == 200 and {m["nativeId"] for m in got} == set(sent)
+                assert fake.pending_event_ids == []
+            finally:
+                for w in workers:
+                    w.stop()
+
+
+async def _holder(hub, headers, suffix: str = ""):  # type: ignore[no-untyped-def]
+    account = await hub.first_account(headers)
+    if account and account["state"] == "connected" and account["worker"] and account["worker"].endswith(suffix):
+        return account["worker"]
+    return None
