@@ -189,9 +189,9 @@ def _render(kind: str, content: dict[str, Any], names: dict[str, str]) -> tuple[
     """(text, attachments, content_type) of one message's content."""
     if kind == "text":
         text = _str(content.get("text"))
-        for key, name in names.items():
+        for key, name in sorted(names.items(), key=lambda kv: -len(kv[0])):  # @_user_10 before @_user_1
             text = text.replace(key, f"@{name}" if name else key)
-        return text, [], "text"
+        return text.replace("@_all", "@all"), [], "text"
     if kind == "post":
         return _post(content, names)
     if kind in MEDIA:

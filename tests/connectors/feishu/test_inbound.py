@@ -44,6 +44,13 @@ def test_text_with_mentions_in_a_group() -> None:
     assert (msg.thread_id, msg.reply_to_id) == (None, None)
 
 
+def test_mention_keys_are_replaced_longest_first_and_at_all() -> None:
+    mentions = [{"key": f"@_user_{i}", "id": {"open_id": f"ou_{i}"}, "name": f"P{i}"} for i in range(1, 11)]
+    env = received({"content": json.dumps({"text": "@_user_10 @_user_1 @_all hi"}), "mentions": mentions})
+    msg = normalize(env, ACCOUNT)[0].message
+    assert msg.text == "@P10 @P1 @all hi" and len(msg.mentions) == 10
+
+
 def test_direct_message_reply_in_a_thread() -> None:
     env = received({"chat_type": "p2p", "root_id": "om_root", "parent_id": "om_parent"})
     msg = normalize(env, ACCOUNT)[0].message
