@@ -114,6 +114,8 @@ async def apply_changes(conn: AsyncConnection, items: list[Owned]) -> int:
         for row, item in zip(rows, batch):
             if item.change.kind is ChangeKind.REACTION:
                 touched += await _apply_reaction(conn, row, item.change)
+            elif item.change.kind is ChangeKind.STATUS:
+                touched += await _apply_status(conn, row, item.change)
         await _record_chats(conn, upserts, [i for i in batch if i.change.kind is ChangeKind.CHAT], now)
     return touched
 
@@ -216,6 +218,33 @@ async def _apply_reaction(conn: AsyncConnection, row: dict[str, Any], change: Ch
         return 0  # the same reaction again, or taking back one we never saw
     await conn.execute(messages.update().where(where).values(reactions=updated, seq=row["seq"], updated_at=row["updated_at"]))
     return 1
+
+
+# how far an outbound message got; a status only moves forward (Meta may deliver them out of order)
+STATUS_RANK = {"pending": 0, "sent": 1, "failed": 1.5, "delivered": 2, "read": 3}
+
+
+async def _apply_status(conn: AsyncConnection, row: dict[str, Any], change: Change) -> int:
+    """The platform's delivery report on one of OUR sent messages (WhatsApp's sent, delivered,
+    read, failed): found by chat and native id (the unique key's index), never downgraded; a
+    report on a message we do not have (sent from another device, or not yet marked sent) is
+    dropped."""
+    rank = STATUS_RANK.get(change.status or "")
+    if not rank:
+        return 0
+    earlier = [name for name, r in STATUS_RANK.items() if r < rank]
+    result = await conn.execute(
+        messages.update()
+        .where(
+            messages.c.account_id == row["account_id"],
+            messages.c.chat_id == change.chat_id,
+            messages.c.native_id == change.native_id,
+            messages.c.direction == "outbound",
+            messages.c.status.in_(earlier),
+        )
+        .values(status=change.status, seq=row["seq"], updated_at=row["updated_at"])
+    )
+    return max(result.rowcount or 0, 0)
 
 
 def _chat_upsert(conn: AsyncConnection):  # noqa: ANN202

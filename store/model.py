@@ -33,6 +33,7 @@ class ChangeKind(str, enum.Enum):
     DELETE = "delete"  # a tombstone: the row stays, `deleted_at` set, never resurrected
     REACTION = "reaction"  # an emoji added to or removed from a message (`reaction`)
     CHAT = "chat"  # the chat's name, type or members as the platform now says (`chat`)
+    STATUS = "status"  # how far one of OUR sent messages got (`status`: sent|delivered|read|failed)
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ class Change:
     at: int | None = None  # EDIT: edited_at; DELETE: deleted_at; REACTION: when (ms)
     reaction: Reaction | None = None  # REACTION
     chat: ChatInfo | None = None  # CHAT
+    status: str | None = None  # STATUS: never moves back (read > delivered > sent)
 
 
 @dataclass

@@ -65,6 +65,16 @@ def connector_for(hub: Hub, platform: str, ability: type | tuple[type, ...]) -> 
     return connector
 
 
+# account settings a client may see: how it listens, and the URL to paste into the platform's
+# console (a connector stores it as a template over `{accountId}`, unknown until the row exists)
+PUBLIC_SETTINGS = ("mode", "webhookUrl")
+
+
+def public_settings(row: dict[str, Any]) -> dict[str, Any]:
+    shown = {k: v for k, v in (row["settings"] or {}).items() if k in PUBLIC_SETTINGS}
+    return {k: v.replace("{accountId}", row["id"]) if isinstance(v, str) else v for k, v in shown.items()}
+
+
 async def account_json(hub: Hub, row: dict[str, Any]) -> dict[str, Any]:
     status = {k.decode(): v.decode() for k, v in (await hub.redis.hgetall(keys.status(row["id"]))).items()}
     last_event = int(status["last_event_at"]) if status.get("last_event_at") else row["last_event_at"]
@@ -79,7 +89,7 @@ async def account_json(hub: Hub, row: dict[str, Any]) -> dict[str, Any]:
         "worker": status.get("worker"),
         "lastEventAt": iso(last_event),
         "lagMs": int(status["lag_ms"]) if status.get("lag_ms") else row["lag_ms"],
-        "settings": {k: v for k, v in (row["settings"] or {}).items() if k in ("mode",)},
+        "settings": public_settings(row),
         "createdAt": iso(row["created_at"]),
     }
 
@@ -396,6 +406,8 @@ routes = [
     Route("/api/{platform}/callback", oauth_callback, methods=["GET"]),
     Route("/api/integrations/{platform}/login/{login_id}", login_step, methods=["GET", "POST"]),
     Route("/api/{platform}/listener/init", listener_init, methods=["POST"]),
+    Route("/api/{platform}/register-socket", listener_init, methods=["POST"]),  # openloomi's name (WhatsApp)
+    Route("/api/{platform}/init-self-listener", listener_init, methods=["POST"]),  # openloomi's name (iMessage)
     Route("/api/{platform}/events", platform_events, methods=["POST"]),
     Route("/api/{platform}/webhook/{account_id}", account_webhook, methods=["GET", "POST"]),
 ]
