@@ -1,17 +1,21 @@
 """Multipart input for the AI routes: file uploads and audio for transcription.
 
-Files are kept under `$LOOMI_HOME/ai-uploads/<user id>/<file id>/` with a small JSON record,
-one folder per user so nothing is ever looked up across users. Sizes are checked against
-Content-Length before parsing and again on the parsed part, so an oversized body is refused
-without being written anywhere permanent.
+Files are kept under `$LOOMI_HOME/ai-uploads/<user id>/`: the content as `<file id>` and its
+record as `<file id>.json`, so no uploaded name can land on a record (a file uploaded as
+`file.json` once overwrote its own). One folder per user, so nothing is ever looked up across
+users. The body is capped while it streams in (api/body_limit.py); the parsed part is checked
+against `LOOMI_UPLOAD_MAX_BYTES` and the user's total against `LOOMI_USER_QUOTA_BYTES` before
+anything is written under LOOMI_HOME.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
 import time
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -20,35 +24,51 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 from ai.types import AIError
+from api.errors import ApiError
 from loomi.hub import Hub
 from store.ids import new_id
 
-MAX_UPLOAD_BYTES = 25 * 1024 * 1024  # OpenAI's limit for audio; plenty for documents
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+_FILE_ID = re.compile(r"^file_[A-Za-z0-9_-]+$")
+_quota_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)  # per user, in this process
 
 
 def upload_dir(hub: Hub, user_id: str) -> Path:
     return Path(hub.settings.home) / "ai-uploads" / user_id
 
 
+def content_path(hub: Hub, user_id: str, file_id: str) -> Path:
+    """Where an upload's bytes live: named by its id, never by the name it was uploaded with."""
+    if not _FILE_ID.match(file_id):
+        raise ValueError(f"not a file id: {file_id!r}")
+    return upload_dir(hub, user_id) / file_id
+
+
+def used_bytes(hub: Hub, user_id: str) -> int:
+    """What the user's uploads take now (contents only; records are small)."""
+    folder = upload_dir(hub, user_id)
+    if not folder.is_dir():
+        return 0
+    return sum(entry.stat().st_size for entry in os.scandir(folder) if entry.is_file() and _FILE_ID.match(entry.name))
+
+
 async def _form(request: Request) -> Any:
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise AIError(400, "Send the file as multipart/form-data", "invalid_input")
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > MAX_UPLOAD_BYTES + 64 * 1024:
-        raise AIError(413, f"File too large: the limit is {MAX_UPLOAD_BYTES} bytes", "file_too_large")
     try:
         return await request.form(max_files=1, max_fields=20)
+    except ApiError:  # the body limit (413), raised while the body streams in
+        raise
     except Exception as err:  # python-multipart raises several types on malformed bodies
         raise AIError(400, f"Malformed multipart body: {type(err).__name__}", "invalid_input") from None
 
 
-def _file(form: Any) -> UploadFile:
+def _file(form: Any, limit: int) -> UploadFile:
     file = form.get("file")
     if not isinstance(file, UploadFile):
         raise AIError(400, "Missing multipart field `file`", "invalid_input")
-    if file.size is not None and file.size > MAX_UPLOAD_BYTES:
-        raise AIError(413, f"File too large: the limit is {MAX_UPLOAD_BYTES} bytes", "file_too_large")
+    if file.size is not None and file.size > limit:
+        raise AIError(413, f"File too large: the limit is {limit} bytes (LOOMI_UPLOAD_MAX_BYTES)", "file_too_large")
     return file
 
 
@@ -63,22 +83,34 @@ def safe_filename(name: str | None) -> str:
 
 async def receive(request: Request, hub: Hub, user_id: str) -> dict[str, Any]:
     """Store the uploaded `file`; return an OpenAI-style file object."""
+    settings = hub.settings
     form = await _form(request)
     try:
-        file = _file(form)
+        file = _file(form, settings.upload_max_bytes)
         purpose = _fields(form).get("purpose") or "assistants"
         file_id = new_id("file")
-        folder = upload_dir(hub, user_id) / file_id
+        target = content_path(hub, user_id, file_id)
         filename = safe_filename(file.filename)
 
         def write() -> int:
-            folder.mkdir(parents=True, exist_ok=True)
-            with open(folder / filename, "wb") as out:
-                file.file.seek(0)
+            used = used_bytes(hub, user_id)
+            file.file.seek(0, os.SEEK_END)
+            size = file.file.tell()
+            if used + size > settings.user_quota_bytes:
+                raise AIError(
+                    413,
+                    f"Upload quota exceeded: {used} of {settings.user_quota_bytes} bytes used, this file is {size} "
+                    "(LOOMI_USER_QUOTA_BYTES)",
+                    "quota_exceeded",
+                )
+            target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            file.file.seek(0)
+            with open(target, "xb") as out:
                 shutil.copyfileobj(file.file, out, 1 << 20)
                 return out.tell()
 
-        size = await asyncio.to_thread(write)
+        async with _quota_locks[user_id]:  # two uploads at once must not both fit the same room
+            size = await asyncio.to_thread(write)
     finally:
         await form.close()
     record = {
@@ -91,15 +123,19 @@ async def receive(request: Request, hub: Hub, user_id: str) -> dict[str, Any]:
         "status": "processed",
         "content_type": file.content_type or "application/octet-stream",
     }
-    await asyncio.to_thread((folder / "file.json").write_bytes, orjson.dumps(record))
+    await asyncio.to_thread(target.with_name(f"{file_id}.json").write_bytes, orjson.dumps(record))
     return record
+
+
+def hub_of_request(request: Request) -> Hub:
+    return request.app.state.hub
 
 
 async def audio_form(request: Request) -> tuple[bytes, str, str, dict[str, str]]:
     """(audio bytes, filename, content type, other fields) of a transcription request."""
     form = await _form(request)
     try:
-        file = _file(form)
+        file = _file(form, hub_of_request(request).settings.upload_max_bytes)
         audio = await file.read()
         return audio, safe_filename(file.filename), file.content_type or "application/octet-stream", _fields(form)
     finally:

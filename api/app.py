@@ -6,9 +6,11 @@ import contextlib
 from typing import AsyncIterator, Awaitable, Callable
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
 
 from api import openapi
+from api.body_limit import DEFAULT_LIMIT, BodyLimit
 from api.errors import HANDLERS
 from api.routes import ai, auth, billing, health, integrations, messages, oauth_login, user
 from api.routes import insight_brief, insight_tabs, insights
@@ -24,6 +26,21 @@ def all_routes() -> list[BaseRoute]:
     ]
 
 
+MULTIPART_SLACK = 1 << 20  # headers and boundaries of a multipart body around its file
+
+
+def body_limits(hub: Hub) -> dict[str, int]:
+    """Routes allowed more than the default 1 MiB body: uploads and history imports."""
+    upload = hub.settings.upload_max_bytes + MULTIPART_SLACK
+    bulk = messages.MAX_IMPORT_BYTES + MULTIPART_SLACK
+    return {
+        "/api/ai/v1/upload": upload,
+        "/api/ai/v1/audio/transcriptions": upload,
+        "/api/messages/import": bulk,
+        "/api/messages/raw": bulk,
+    }
+
+
 def create_app(hub: Hub, *, on_startup: list[Hook] | None = None, on_shutdown: list[Hook] | None = None) -> Starlette:
     """An app bound to an opened Hub; the caller owns the Hub's lifetime."""
 
@@ -37,6 +54,7 @@ def create_app(hub: Hub, *, on_startup: list[Hook] | None = None, on_shutdown: l
             for hook in on_shutdown or []:
                 await hook(hub)
 
-    app = Starlette(routes=all_routes(), exception_handlers=HANDLERS, lifespan=lifespan)  # type: ignore[arg-type]
+    middleware = [Middleware(BodyLimit, default=DEFAULT_LIMIT, limits=body_limits(hub))]  # type: ignore[arg-type]
+    app = Starlette(routes=all_routes(), exception_handlers=HANDLERS, middleware=middleware, lifespan=lifespan)  # type: ignore[arg-type]
     app.state.hub = hub
     return app

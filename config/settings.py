@@ -10,7 +10,7 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Mapping
+from typing import Literal, Mapping
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from config.platforms import PLATFORMS, load_class
 
 ENV_PREFIX = "LOOMI_"
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 class SettingsError(Exception):
@@ -86,6 +87,9 @@ class Settings(BaseSettings):
     ai_api_key: SecretStr | None = None
     ai_model: str | None = None
     ai_providers_file: Path | None = None
+    upload_max_bytes: int = Field(default=25 << 20, ge=1)  # one AI upload (OpenAI's audio limit)
+    user_quota_bytes: int = Field(default=1 << 30, ge=0)  # all of one user's AI uploads
+    registration: Literal["auto", "open", "owner-only", "invite"] = "auto"  # see registration_policy
 
     platforms: dict[str, PlatformSettings] = Field(default_factory=dict, exclude=True)
 
@@ -122,6 +126,18 @@ class Settings(BaseSettings):
     @property
     def database(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.home / 'hub.db'}"
+
+    @property
+    def registration_policy(self) -> str:
+        """`auto`: open while only this machine can reach the hub (a loopback LOOMI_HOST and no
+        LOOMI_PUBLIC_URL elsewhere), else `invite`, so publishing a hub never opens sign-up."""
+        if self.registration != "auto":
+            return self.registration
+        from urllib.parse import urlparse
+
+        public_host = urlparse(self.public_url).hostname if self.public_url else None
+        local = self.host in _LOOPBACK and (public_host is None or public_host in _LOOPBACK)
+        return "open" if local else "invite"
 
     def platform(self, name: str) -> PlatformSettings:
         return self.platforms[name]

@@ -22,6 +22,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("worker", help="run listener supervision and ingest workers only (scale-out)")
     sub.add_parser("migrate", help="apply database migrations")
     sub.add_parser("login", help="make sure the local owner exists and write its token file")
+    inviting = sub.add_parser("invite", help="print a single-use sign-up code (LOOMI_REGISTRATION=invite)")
+    inviting.add_argument("--days", type=int, default=7, help="valid for this many days (default 7)")
     dlq = sub.add_parser("dlq", help="events ingest could not read: list them, replay them")
     dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
     listing = dlq_sub.add_parser("list", help="show dead-lettered events, oldest first")
@@ -50,6 +52,21 @@ async def _login(settings: Settings) -> None:
 
         await ensure_token_file(hub)
         print(f"token written to {token_path(hub)}")
+
+
+async def _invite(settings: Settings, days: int) -> None:
+    from loomi.owner import ensure_token_file
+    from loomi.runtime import open_local_hub
+    from store.users import create_invite, get_owner
+
+    async with open_local_hub(settings) as hub:
+        await ensure_token_file(hub)  # the owner exists
+        async with hub.engine.begin() as conn:
+            owner = await get_owner(conn)
+            code = await create_invite(conn, owner["id"] if owner else None, days * 86_400_000)
+    print(code)
+    if settings.registration_policy != "invite":
+        print(f"note: LOOMI_REGISTRATION is {settings.registration_policy}, so codes are not asked for", file=sys.stderr)
 
 
 async def _dlq(settings: Settings, args: argparse.Namespace) -> None:
@@ -110,6 +127,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(_migrate(settings))
     elif args.command == "login":
         asyncio.run(_login(settings))
+    elif args.command == "invite":
+        if not 1 <= args.days <= 365:
+            print("loomi invite: --days must be 1 to 365", file=sys.stderr)
+            return 2
+        asyncio.run(_invite(settings, args.days))
     elif args.command == "dlq":
         asyncio.run(_dlq(settings, args))
     elif args.command == "import":

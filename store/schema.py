@@ -55,6 +55,17 @@ user_identities = sa.Table(  # a provider sign-in (GitHub, Google) bound to one 
     sa.Column("created_at", Millis, nullable=False),
 )
 
+invites = sa.Table(  # LOOMI_REGISTRATION=invite: single-use sign-up codes made by `loomi invite`
+    "invites",
+    metadata,
+    sa.Column("code_hash", sa.String(64), primary_key=True),  # sha256 of the code: the code itself is never stored
+    sa.Column("created_by", sa.String(40), sa.ForeignKey("users.id", ondelete="SET NULL")),
+    sa.Column("created_at", Millis, nullable=False),
+    sa.Column("expires_at", Millis, nullable=False),
+    sa.Column("used_by", sa.String(40), sa.ForeignKey("users.id", ondelete="SET NULL")),
+    sa.Column("used_at", Millis),
+)
+
 accounts = sa.Table(
     "accounts",
     metadata,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from typing import Any
 
 import sqlalchemy as sa
@@ -9,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from store.ids import SessionId, UserId, new_id, now_ms
-from store.schema import sessions, user_identities, users
+from store.schema import invites, sessions, user_identities, users
 
 
 class EmailTaken(Exception):
@@ -155,3 +157,32 @@ async def add_identity(conn: AsyncConnection, provider: str, provider_user_id: s
         existing = await get_identity(conn, provider, provider_user_id)
         if existing is None or existing["user_id"] != user_id:
             raise IdentityTaken(f"{provider}:{provider_user_id}") from None
+
+
+def _invite_hash(code: str) -> str:
+    return hashlib.sha256(code.strip().encode()).hexdigest()
+
+
+async def create_invite(conn: AsyncConnection, created_by: UserId | None, ttl_ms: int) -> str:
+    """A single-use sign-up code; only its hash is stored."""
+    code = secrets.token_urlsafe(16)
+    now = now_ms()
+    await conn.execute(
+        invites.insert().values(code_hash=_invite_hash(code), created_by=created_by, created_at=now, expires_at=now + ttl_ms)
+    )
+    return code
+
+
+async def use_invite(conn: AsyncConnection, code: str) -> bool:
+    """Spend `code`: False when unknown, expired or already used (one atomic UPDATE). Call it
+    before creating the user, in the same transaction, so a refused sign-up leaves nothing."""
+    result = await conn.execute(
+        invites.update()
+        .where(invites.c.code_hash == _invite_hash(code), invites.c.used_at.is_(None), invites.c.expires_at > now_ms())
+        .values(used_at=now_ms())
+    )
+    return result.rowcount == 1
+
+
+async def record_invitee(conn: AsyncConnection, code: str, user_id: UserId) -> None:
+    await conn.execute(invites.update().where(invites.c.code_hash == _invite_hash(code)).values(used_by=user_id))

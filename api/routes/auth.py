@@ -13,7 +13,19 @@ from api.errors import ApiError, bad_request
 from api.passwords import hash_password, verify_password
 from api.responses import json
 from api.schemas import Body, Email, Name, Password, Url, public_user
-from store.users import EmailTaken, create_user, extend_session, get_user_by_email, revoke_session, update_user
+from store.users import (
+    EmailTaken,
+    create_invite,
+    create_user,
+    extend_session,
+    get_user_by_email,
+    record_invitee,
+    revoke_session,
+    update_user,
+    use_invite,
+)
+
+INVITE_TTL_DAYS = 7
 
 
 
@@ -21,6 +33,20 @@ class RegisterBody(Body):
     email: Email
     password: Password
     name: Name | None = None
+    invite_code: str | None = Field(default=None, alias="inviteCode", max_length=100)  # LOOMI_REGISTRATION=invite
+
+
+class InviteBody(Body):
+    days: int = Field(default=INVITE_TTL_DAYS, ge=1, le=365)
+
+
+def registration_closed(how: str) -> ApiError:
+    """Sign-up refused by LOOMI_REGISTRATION (`owner-only`, or `invite` without a code)."""
+    if how == "owner-only":
+        return ApiError(403, "Registration is closed on this hub", "registration_closed", "LOOMI_REGISTRATION=owner-only")
+    return ApiError(
+        403, "Registration on this hub needs an invite", "invite_required", "ask the hub's owner for a code (`loomi invite`)"
+    )
 
 
 class LoginBody(Body):
@@ -41,12 +67,19 @@ class SetTokenBody(Body):
 async def register(request: Request, body: RegisterBody):
     """Register a new user with email and password."""
     hub = hub_of(request)
+    policy = hub.settings.registration_policy
+    if policy == "owner-only" or (policy == "invite" and not body.invite_code):
+        raise registration_closed(policy)
     password_hash = await hash_password(body.password)
     try:
         async with hub.engine.begin() as conn:
+            if policy == "invite" and not await use_invite(conn, body.invite_code or ""):
+                raise ApiError(403, "Invite code is unknown, expired or used", "invalid_invite")
             user = await create_user(
                 conn, email=body.email, name=body.name or body.email.split("@")[0], password_hash=password_hash
             )
+            if policy == "invite":
+                await record_invitee(conn, body.invite_code or "", user["id"])
     except EmailTaken:
         raise bad_request("An account with this email already exists", "email_taken") from None
     token = await start_session(hub, user, "password")
@@ -127,6 +160,16 @@ async def set_token(request: Request, body: SetTokenBody):
     return response
 
 
+@endpoint(body=InviteBody)
+async def invite(request: Request, user: Principal, body: InviteBody):
+    """The owner makes a single-use sign-up code (LOOMI_REGISTRATION=invite); `loomi invite` does the same."""
+    if not user.user.get("is_owner"):
+        raise ApiError(403, "Only the hub's owner can invite", "forbidden")
+    async with hub_of(request).engine.begin() as conn:
+        code = await create_invite(conn, user.id, body.days * 86_400_000)
+    return json({"code": code, "expiresInDays": body.days}, 201)
+
+
 @endpoint(auth=False)
 async def clear_auth_cookie(request: Request):
     """Log out: revoke the cookie's session and clear the cookie."""
@@ -144,6 +187,7 @@ async def clear_auth_cookie(request: Request):
 
 routes = [
     Route("/api/remote-auth/register", register, methods=["POST"]),
+    Route("/api/remote-auth/invites", invite, methods=["POST"]),
     Route("/api/remote-auth/login", login, methods=["POST"]),
     Route("/api/remote-auth/refresh", refresh, methods=["POST"]),
     Route("/api/remote-auth/user", get_user, methods=["GET"]),

@@ -195,6 +195,11 @@ async def _user_for(hub: Hub, name: str, profile: LoginProfile, link_to: str | N
         else:
             user = await get_user_by_email(conn, profile.email)
             if user is None:
+                policy = hub.settings.registration_policy
+                if policy != "open":  # a new account is a sign-up: invites go through /register
+                    from api.routes.auth import registration_closed
+
+                    raise registration_closed(policy)
                 try:
                     user = await create_user(conn, email=profile.email, name=profile.name, password_hash=None)
                 except EmailTaken:  # a concurrent first sign-in created it a moment ago

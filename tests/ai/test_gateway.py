@@ -165,7 +165,7 @@ async def test_upload_stores_the_file_for_its_owner(hub: Any, client: httpx.Asyn
     assert r.status_code == 200, r.text
     item = r.json()
     assert item["object"] == "file" and item["bytes"] == 14 and item["filename"] == "notes.txt" and item["purpose"] == "assistants"
-    stored = Path(hub.settings.home) / "ai-uploads" / user["user"]["id"] / item["id"] / "notes.txt"
+    stored = Path(hub.settings.home) / "ai-uploads" / user["user"]["id"] / item["id"]  # named by id, not by upload name
     assert stored.read_bytes() == b"meeting notes\n"
     r = await client.post("/api/ai/v1/upload", headers=user["headers"], json={"file": "x"})
     assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"

@@ -200,3 +200,16 @@ async def test_email_change_needs_the_current_password(site: RunningHub, fake: F
     made = (await exchange(desktop, fake, "github", github_user("nopw", email=email()))).json()
     r = await put({"email": email()}, {"Authorization": f"Bearer {made['token']}"})
     assert_error(r, 403, "password_required")
+
+
+async def test_closed_registration_covers_provider_sign_up(backend: str, tmp_path) -> None:
+    """LOOMI_REGISTRATION=invite: a provider sign-in may not create an account either."""
+    from tests.e2e.harness import e2e_env, fresh_database, running_hub
+
+    async with FakeOAuthLogin() as provider, fresh_database(backend, tmp_path) as db:
+        env = e2e_env(backend, tmp_path, db, LOOMI_REGISTRATION="invite", **provider.env())
+        async with running_hub(env, worker=False, flush=False) as closed:
+            before = await user_count(closed)
+            r = await exchange(closed.client, provider, "google", google_user(email()))
+            assert_error(r, 403, "invite_required")
+            assert await user_count(closed) == before

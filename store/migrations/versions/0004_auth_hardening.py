@@ -1,4 +1,5 @@
-"""auth hardening: provider identities (GitHub/Google sign-in bound by provider id, not email) (issue 7)
+"""auth hardening: provider identities (GitHub/Google sign-in bound by provider id, not email),
+invite codes for LOOMI_REGISTRATION=invite (issue 7)
 
 Revision ID: 0004
 Revises: 0003
@@ -25,9 +26,21 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('user_identities', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_user_identities_user_id'), ['user_id'], unique=False)
+    op.create_table('invites',
+    sa.Column('code_hash', sa.String(length=64), nullable=False),
+    sa.Column('created_by', sa.String(length=40), nullable=True),
+    sa.Column('created_at', sa.BigInteger(), nullable=False),
+    sa.Column('expires_at', sa.BigInteger(), nullable=False),
+    sa.Column('used_by', sa.String(length=40), nullable=True),
+    sa.Column('used_at', sa.BigInteger(), nullable=True),
+    sa.ForeignKeyConstraint(['created_by'], ['users.id'], name=op.f('fk_invites_created_by_users'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['used_by'], ['users.id'], name=op.f('fk_invites_used_by_users'), ondelete='SET NULL'),
+    sa.PrimaryKeyConstraint('code_hash', name=op.f('pk_invites'))
+    )
 
 
 def downgrade() -> None:
+    op.drop_table('invites')
     with op.batch_alter_table('user_identities', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_user_identities_user_id'))
     op.drop_table('user_identities')
