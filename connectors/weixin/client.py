@@ -53,7 +53,8 @@ def check(endpoint: str, response: httpx.Response) -> dict[str, Any]:
         raise ILinkError(endpoint, -1, "answer is not a JSON object")
     ret = data.get("ret") or data.get("errcode") or 0
     if ret == SESSION_EXPIRED or data.get("errcode") == SESSION_EXPIRED:
-        raise NeedsReauth("WeChat session expired (ret -14): scan the QR code again")
+        said = str(data.get("errmsg") or "session expired")[:100]
+        raise NeedsReauth(f"WeChat ended the bot's session (ret -14: {said}): scan the QR code again")
     if ret:
         raise ILinkError(endpoint, int(ret) if isinstance(ret, int) else -1, str(data.get("errmsg") or ""))
     return data
