@@ -74,6 +74,9 @@ PLATFORMS: dict[str, Platform] = {
             token_url="{base}/oauth2/token",
             scopes=("identify", "guilds", "bot"),
             scope_separator=" ",
+            connector="connectors.discord.connector:DiscordConnector",
+            settings_model="connectors.discord.settings:DiscordSettings",
+            abilities=_abilities("oauth", "backfill", "app_listener"),
         ),
         Platform(
             "feishu",
@@ -106,7 +109,12 @@ PLATFORMS: dict[str, Platform] = {
             connector="connectors.wechat_oa.connector:WechatOaConnector",
             abilities=_abilities("credentials", "webhook", "webhook_verify"),
         ),
-        Platform("whatsapp", "https://graph.facebook.com/v21.0"),
+        Platform(
+            "whatsapp",
+            "https://graph.facebook.com/v21.0",
+            connector="connectors.whatsapp.connector:WhatsAppConnector",
+            abilities=_abilities("credentials", "webhook", "webhook_verify"),
+        ),
         Platform("imessage", "http://127.0.0.1:0"),
         Platform(
             "x",
