@@ -128,6 +128,7 @@ async def test_the_conformance_driver_through_the_hub(backend: str, tmp_path: Pa
                                           headers=headers)
                 assert r.status_code == 201 and r.json()["status"] == "sent", r.text
                 assert driver.sent_texts() == ["hub says hi"]
+                assert driver.fake.calls.count("oto") == 2  # a 429, waited out, then the send
     finally:
         await driver.stop()
 

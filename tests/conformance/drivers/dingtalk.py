@@ -45,13 +45,14 @@ class Driver:
 
     async def post_message(self, text: str, **kw: Any) -> str:
         """kw: `reply_to` (a native id to quote), `attachment` (True: a picture with the text),
-        `mention` (a staff id @-ed; the message goes to the group), `group` (True: the group chat)."""
+        `mention` (True or a staff id to @; the message goes to the group), `group` (True)."""
         options: dict[str, Any] = {}
         if kw.get("group") or kw.get("mention") or kw.get("reply_to"):
             options["group"] = GROUP
         if kw.get("mention"):
-            options["at"] = [str(kw["mention"])]
-            text = f"{text} @{kw['mention']}"
+            who = "staff-carol" if kw["mention"] is True else str(kw["mention"])
+            options["at"] = [who]
+            text = f"{text} @{who}"
         if kw.get("reply_to"):
             options["reply_to"] = str(kw["reply_to"])
         if kw.get("attachment"):
@@ -87,6 +88,8 @@ class Driver:
         return [str(s["text"]) for s in self.fake.sent]
 
     async def rate_limit_next(self, n: int) -> None:
-        """The next n OpenAPI calls answer 429 `Throttling.Api` (a session webhook answers its
-        own flow-control errcode 130101, after which send falls back to the robot API)."""
-        await asyncio.to_thread(self.fake.rate_limit_next, n)
+        """The next n sends are throttled on every path: the session webhook answers its
+        flow-control errcode 130101 (send falls back to the robot API), and the robot API answers
+        HTTP 429 `Throttling.Api` without Retry-After (send waits a second and tries again)."""
+        for path in ("/robot/sendBySession", "/v1.0/robot/oToMessages/batchSend", "/v1.0/robot/groupMessages/send"):
+            await asyncio.to_thread(lambda p=path: self.fake.rate_limit_next(n, path=p))
