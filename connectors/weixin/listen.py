@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+
 import httpx
 
 from connectors.base import AccountState, Envelope, ListenContext, NeedsReauth, RateLimited
@@ -39,7 +40,7 @@ async def listen(base_url: str, ctx: ListenContext, *, retry_delay: float = 1.0)
         while True:
             try:
                 answer = await ilink.post("getupdates", {"get_updates_buf": buf}, timeout=hold_ms / 1000 + MARGIN)
-            except httpx.TimeoutException:
+            except httpx.ReadTimeout:
                 continue  # the server held longer than it said: an empty answer
             except RateLimited as err:
                 await asyncio.sleep(err.retry_after)
@@ -57,7 +58,8 @@ async def listen(base_url: str, ctx: ListenContext, *, retry_delay: float = 1.0)
             if isinstance(answer.get("longpolling_timeout_ms"), int) and answer["longpolling_timeout_ms"] > 0:
                 hold_ms = answer["longpolling_timeout_ms"]
             msgs = [m for m in answer.get("msgs") or [] if isinstance(m, dict)]
-            new_buf = answer.get("get_updates_buf") if isinstance(answer.get("get_updates_buf"), str) else buf
+            given = answer.get("get_updates_buf")
+            new_buf = given if isinstance(given, str) and given else buf  # an empty cursor never rewinds us
             if not msgs and new_buf == buf:
                 continue
             now = int(time.time() * 1000)

@@ -173,3 +173,24 @@ async def test_recall_quote_group_and_attachments_arrive(fake: FakeWeixin, token
     assert changes[3].message.attachments[0].name == "a.pdf" and changes[4].native_id == str(first)
     assert len(set(ctx.ids)) == 5  # the recall is a delivery of its own
 
+
+
+async def test_an_empty_cursor_in_an_answer_never_rewinds(fake: FakeWeixin, token: str, settings: PlatformSettings) -> None:
+    ids = post(fake, token, 2)
+    ctx = RecordingContext(make_account(fake, token))
+    async with running(settings, ctx):
+        await wait_until(lambda: len(ctx.envelopes) == 2)
+        saved = ctx.resume["buf"]
+        fake.fail_next("getupdates", status=200, body={"ret": 0, "msgs": [], "get_updates_buf": ""})
+        ids += post(fake, token, 1, start=2)
+        await wait_until(lambda: len(ctx.envelopes) == 3)
+        await asyncio.sleep(0.2)
+    assert ctx.ids == ids and all(r and r["buf"] for _, r in ctx.emits) and ctx.resume["buf"] != saved
+
+
+async def test_an_unreachable_server_goes_to_the_supervisor(settings: PlatformSettings, fake: FakeWeixin, token: str) -> None:
+    account = make_account(fake, token)
+    await fake.stop()
+    with pytest.raises(Exception) as err:
+        await asyncio.wait_for(listen(settings.base_url, RecordingContext(account), retry_delay=0.05), 10)
+    assert not isinstance(err.value, asyncio.TimeoutError)
