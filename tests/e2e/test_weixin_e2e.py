@@ -83,9 +83,7 @@ async def test_qr_login_then_messages_land_exactly_once(backend: str, tmp_path: 
             assert by_id[photo]["contentType"] == "image" and by_id[photo]["attachments"][0]["size"] == 2048
             assert all(m["accountId"] == account_id and m["platform"] == "weixin" for m in got)
             assert fake.bad_requests == []
-            # a worker restart goes on from the saved cursor: nothing is fetched twice
-            cursors = len(set(fake.cursors_seen))
-            assert cursors >= 3
+            assert len(set(fake.cursors_seen)) >= 3  # the cursor moved on with the batches (and was sent back)
 
             # disconnect stops the listener
             assert (await hub.client.delete(f"/api/integrations/accounts/{account_id}", headers=headers)).status_code == 200
