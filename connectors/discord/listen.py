@@ -79,9 +79,9 @@ class _Client(discord.Client):
 
 
 class _Socket(DiscordWebSocket):
-    """discord.py's gateway socket; dispatches go to `gateway` before their `s` counts."""
+    """discord.py's gateway socket; dispatches go to `sink` before their `s` counts."""
 
-    gateway: _Gateway  # set on the per-listener subclass
+    sink: _Gateway  # set on the per-listener subclass (`gateway` is taken: the URL)
 
     async def received_message(self, msg: Any, /) -> None:
         if type(msg) is bytes:  # decompress here: the zlib stream must be read exactly once
@@ -91,10 +91,10 @@ class _Socket(DiscordWebSocket):
         frame = discord.utils._from_json(msg)
         kind = frame.get("t") if frame.get("op") == self.DISPATCH else None
         if kind in EVENTS:
-            await self.gateway.dispatched(self, frame)
+            await self.sink.dispatched(self, frame)
         await super().received_message(msg)  # discord.py's bookkeeping, `sequence` included
         if kind in ("READY", "RESUMED"):
-            await self.gateway.session_started(self, kind)
+            await self.sink.session_started(self, kind)
 
 
 class _Gateway:
@@ -142,7 +142,7 @@ async def listen_app(settings: DiscordSettings, ctx: AppListenContext, *, reiden
     token = bot_token(settings)
     await ctx.report(AccountState.CONNECTING)
     client = _Client(settings, reidentify_delay)
-    socket_class = type("_BoundSocket", (_Socket,), {"gateway": _Gateway(ctx)})
+    socket_class = type("_BoundSocket", (_Socket,), {"sink": _Gateway(ctx)})
     ws: DiscordWebSocket | None = None
     try:
         await call(client.login(token))  # GET /users/@me: a dead token fails here

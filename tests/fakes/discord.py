@@ -138,6 +138,7 @@ class FakeDiscord:
         self.identifies: list[Json] = []  # IDENTIFY payloads (token redacted)
         self.resumes: list[tuple[str, int | None, str]] = []  # (session_id, seq, path) of each RESUME
         self.heartbeats: list[int | None] = []  # the `d` of every heartbeat
+        self.gateway_queries: list[dict[str, str]] = []  # the query of every gateway connection
         self.rate_limited: list[str] = []  # routes answered with a 429
 
     # ------------------------------------------------------------------ lifecycle
@@ -452,6 +453,7 @@ class FakeDiscord:
         ws = web.WebSocketResponse(autoping=True, max_msg_size=0)
         await ws.prepare(request)
         conn = _Conn(ws, request, request.path)
+        self.gateway_queries.append(dict(request.query))
         if request.query.get("compress") == "zlib-stream":
             conn.compressor = zlib.compressobj()
         self._conns.append(conn)
