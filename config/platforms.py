@@ -124,6 +124,9 @@ PLATFORMS: dict[str, Platform] = {
             scopes=("tweet.read", "users.read", "dm.read", "dm.write", "offline.access"),
             scope_separator=" ",
             pkce=True,
+            connector="connectors.x.connector:XConnector",
+            settings_model="connectors.x.settings:XSettings",
+            abilities=_abilities("oauth"),
         ),
         Platform(
             "github",
