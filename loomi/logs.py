@@ -39,32 +39,62 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
 
 
 class _Known:
-    """Exact credential values seen by the vault; bounded, newest kept."""
+    """Exact credential values seen by the vault; bounded, most recently seen kept.
+
+    Looked up by their first PREFIX characters at each position of a line: one dict probe per
+    character, whatever the number of values (a regex alternation of thousands of values costs
+    milliseconds per line).
+    """
 
     LIMIT = 4096
-    MIN_LENGTH = 8
+    PREFIX = 8  # also the shortest value remembered
 
     def __init__(self) -> None:
         self._values: dict[str, None] = {}
         self._lock = threading.Lock()
-        self.pattern: re.Pattern[str] | None = None
+        self.by_prefix: dict[str, tuple[str, ...]] = {}
 
     def add(self, values: Iterable[str]) -> None:
-        fresh = [v for v in values if len(v) >= self.MIN_LENGTH and v not in self._values]
-        if not fresh:
+        values = [v for v in values if len(v) >= self.PREFIX]
+        if not values:
             return
         with self._lock:
-            for value in fresh:
-                self._values[value] = None
+            fresh = False
+            for value in values:
+                fresh = fresh or value not in self._values
+                self._values.pop(value, None)
+                self._values[value] = None  # most recent last
             while len(self._values) > self.LIMIT:
                 self._values.pop(next(iter(self._values)))
-            ordered = sorted(self._values, key=len, reverse=True)  # longest first: no partial masks
-            self.pattern = re.compile("|".join(re.escape(v) for v in ordered))
+            if fresh:
+                index: dict[str, list[str]] = {}
+                for value in self._values:
+                    index.setdefault(value[: self.PREFIX], []).append(value)
+                # longest first, so a value that extends another is masked whole
+                self.by_prefix = {k: tuple(sorted(v, key=len, reverse=True)) for k, v in index.items()}
+
+    def mask(self, text: str) -> str:
+        index, size = self.by_prefix, self.PREFIX
+        if not index or len(text) < size:
+            return text
+        out: list[str] = []
+        start = i = 0
+        end = len(text) - size
+        while i <= end:
+            candidates = index.get(text[i : i + size])
+            if candidates:
+                found = next((v for v in candidates if text.startswith(v, i)), None)
+                if found:
+                    out += (text[start:i], MASK)
+                    i = start = i + len(found)
+                    continue
+            i += 1
+        return "".join(out) + text[start:] if out else text
 
     def clear(self) -> None:
         with self._lock:
             self._values.clear()
-            self.pattern = None
+            self.by_prefix = {}
 
 
 _known = _Known()
@@ -94,9 +124,7 @@ def remember_secrets(credentials: Any) -> None:
 
 
 def redact(text: str) -> str:
-    known = _known.pattern
-    if known is not None:
-        text = known.sub(MASK, text)
+    text = _known.mask(text)
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text
