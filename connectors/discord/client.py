@@ -89,9 +89,11 @@ def snowflake_ms(snowflake: int | str) -> int:
     return (int(snowflake) >> 22) + DISCORD_EPOCH_MS
 
 
-def snowflake_after_ms(ms: int) -> int:
-    """The largest snowflake made at `ms`: `after=` it means strictly later than `ms`."""
-    return ((ms + 1 - DISCORD_EPOCH_MS) << 22) - 1
+def snowflake_before_ms(ms: int) -> int:
+    """The largest snowflake made before `ms`: `after=` it reads everything from `ms` on. The
+    hub's `oldest` is exclusive, but another message can share that millisecond; re-reading
+    one millisecond costs nothing (ingest keeps each message once) and loses nothing."""
+    return ((ms - DISCORD_EPOCH_MS) << 22) - 1
 
 
 class Rest:

@@ -1,8 +1,8 @@
 """History backfill and gap recovery: the guild's text channels, `GET /channels/{id}/messages`.
 
 A page is up to 100 messages. History walks back with `before=<oldest id seen>` (the cursor);
-gap recovery (`oldest`, epoch ms, exclusive) walks forward with `after=`, starting at the
-largest snowflake of that millisecond, the cursor then being the newest id seen. Each message
+gap recovery (`oldest`, epoch ms) walks forward with `after=`, from the start of that
+millisecond (client.snowflake_before_ms says why), the cursor then being the newest id seen. Each message
 becomes an Envelope with source "backfill", delivery id `MESSAGE_CREATE:<id>` and the payload
 a MESSAGE_CREATE dispatch would have (`guild_id` added: REST messages omit it).
 Threads are not walked (their ids come from other endpoints); their live messages arrive
@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from connectors.base import Account, Envelope, Page
-from connectors.discord.client import Rest, call, snowflake_after_ms
+from connectors.discord.client import Rest, call, snowflake_before_ms
 
 PAGE = 100
 TEXT_CHANNELS = frozenset({0, 5})  # GUILD_TEXT, GUILD_ANNOUNCEMENT
@@ -33,7 +33,7 @@ async def backfill(rest: Rest, account: Account, chat_id: str, cursor: str | Non
     http = await rest.http()
     await rest.require_guild(account.external_id, chat_id)
     if oldest is not None:
-        after = int(cursor) if cursor else snowflake_after_ms(int(oldest))
+        after = int(cursor) if cursor else snowflake_before_ms(int(oldest))
         messages = await call(http.logs_from(chat_id, PAGE, after=after))
         edge = max((int(m["id"]) for m in messages), default=None)
     else:

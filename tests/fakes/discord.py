@@ -128,7 +128,7 @@ class FakeDiscord:
         self._bearer: dict[str, str] = {}  # OAuth access token -> user id
         self._sessions: dict[str, _Session] = {}
         self._conns: list[_Conn] = []
-        self._rate_limits: list[tuple[float, bool]] = []
+        self._rate_limits: list[tuple[float, bool, str | None]] = []
         self._buckets: dict[str, tuple[float, int]] = {}
         self._runner: web.AppRunner | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -380,9 +380,11 @@ class FakeDiscord:
 
     # ------------------------------------------------------------------ faults
 
-    def rate_limit_next(self, n: int, retry_after: float = 0.3, *, is_global: bool = False) -> None:
-        """The next `n` REST calls answer 429 with `retry_after` (and the matching headers)."""
-        self._rate_limits += [(retry_after, is_global)] * n
+    def rate_limit_next(self, n: int, retry_after: float = 0.3, *, is_global: bool = False,
+                        route: str | None = None) -> None:
+        """The next `n` REST calls (of `route`, e.g. "POST /channels/{channel_id}/messages",
+        when given) answer 429 with `retry_after` and the matching headers."""
+        self._rate_limits += [(retry_after, is_global, route)] * n
 
     def drop_connections(self) -> None:
         """Kill every gateway socket without a close frame, like a network failure. Sessions
@@ -573,9 +575,10 @@ class FakeDiscord:
         route = f"{request.method} {resource.canonical.removeprefix(API) if resource else request.path}"
         self.calls[route] += 1
         headers = self._bucket_headers(route, request)
-        if self._rate_limits:
-            retry_after, is_global = self._rate_limits.pop(0)
-            return self._too_many(route, retry_after, is_global, headers)
+        fault = next((f for f in self._rate_limits if f[2] in (None, route)), None)
+        if fault is not None:
+            self._rate_limits.remove(fault)
+            return self._too_many(route, fault[0], fault[1], headers)
         if headers["X-RateLimit-Remaining"] == "-1":
             return self._too_many(route, float(headers["X-RateLimit-Reset-After"]), False, headers)
         try:
