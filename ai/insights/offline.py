@@ -30,6 +30,8 @@ from ai.insights.patterns import Acts, acts, is_automated, is_spam
 CONTINUATION_MS = 10 * 60_000
 FOLLOW_MS = 3 * 3600_000
 TITLE_CHARS = 120
+EMBED_RECENT = 40
+MAX_ITEMS = 30  # per list, the newest: an insight is a summary, not a backlog
 _IMPORTANT = re.compile(
     r"\$\s?\d|\b\d+k\b|\binvoice|\bpayment|\bbudget|\bcontract|\bcustomer|\bclient|\brenewal|\binvestor|\bfunding|\braising\b|\bseed\b|"
     r"\bcap table|\bdata room|\bboard\b|\bincident|\boutage|\bbilling|\bsecurity|\baudit\b|\bSOC ?2|\bkeys?\b|\bcredential|\blegal\b|"
@@ -175,7 +177,8 @@ def analyze(msgs: list[Msg], names: Names, *, is_dm: bool, chat_name: str | None
     content = [m for m, noisy in zip(msgs, reader.noise) if not noisy and m.text.strip()]
     spam_chat = sum(spam) * 2 >= max(1, sum(not m.is_self for m in msgs))
     texts = [m.text for m in content]
-    vectors = cats.embed_messages(content, stored_vectors or {}) if texts else None
+    recent = content[-EMBED_RECENT:]  # the model's cost grows with the chat; its topic is in the recent part
+    vectors = cats.embed_messages(recent, stored_vectors or {}) if texts else None
     categories = [OTHER] if spam_chat else cats.categorize(
         [m.text for m in msgs if not is_spam(m.text)], vectors, allowed_categories)
     if not content and not spam_chat:  # only notices: a feed is still about its topic
@@ -189,6 +192,7 @@ def analyze(msgs: list[Msg], names: Names, *, is_dm: bool, chat_name: str | None
         for mine, old in ((my_tasks, previous.my_tasks), (waiting_me, previous.waiting_for_me), (waiting_others, previous.waiting_for_others)):
             mine[:0] = [it for it in old if it.source_message_ids and not set(it.source_message_ids) & seen]
 
+    my_tasks, waiting_me, waiting_others = my_tasks[-MAX_ITEMS:], waiting_me[-MAX_ITEMS:], waiting_others[-MAX_ITEMS:]
     for_me = [o for o in open_items if o.kind in ("my", "me")]
     dues = [o.due for o in open_items if o.due is not None and o.kind in ("my", "me")]
     due_date = min(dues) if dues else None
@@ -223,7 +227,7 @@ def analyze(msgs: list[Msg], names: Names, *, is_dm: bool, chat_name: str | None
             people[m.who] = people.get(m.who, 0) + 1
     people_list = sorted(people, key=lambda p: (-people[p], p))
 
-    summary = _central(content, vectors, 2)
+    summary = _central(recent, vectors, 2)
     lead = (my_tasks or waiting_me or waiting_others or [None])[0]
     if lead is not None:
         title = _clip(lead.text)

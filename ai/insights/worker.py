@@ -52,8 +52,7 @@ async def run_once(hub: Hub, debounce_ms: int | None = None, max_chats: int = 50
             try:
                 await generate_chat(hub, user_id, chat["account_id"], chat["chat_id"], "auto")
                 made += 1
-            except Exception:  # noqa: BLE001 - one bad chat must not stop the others; retried next round
-                log.exception("insights: generating %s failed", key)
-                upto = min(upto, int(chat["min_seq"]) - 1)
+            except Exception:  # noqa: BLE001 - one bad chat must not stop the others, nor be retried
+                log.exception("insights: generating %s failed; retried on its next message", key)
         await hub.redis.hset(CURSOR, user_id, max(upto, cursor))
     return made

@@ -115,3 +115,14 @@ def test_names_whole_words_and_cjk() -> None:
     assert names.mentioned("hey ALEX") and names.mentioned("陈亚历你来不来")
     assert not names.mentioned("Alexandra's farewell cake") and not names.mentioned("mail alex@example.com")
     assert not Names([]).mentioned("anything")
+
+
+def test_a_long_backlog_is_clipped_to_the_newest_items() -> None:
+    from ai.insights.model import Msg
+    from ai.insights.offline import MAX_ITEMS, analyze
+
+    msgs = [Msg(id=f"m{i}", native_id=f"n{i}", sender_id="U1", sender_name="Bob", is_self=False,
+                text=f"can you check report {i}?", sent_at=1_772_442_000_000 + i * 60_000, reply_to=None) for i in range(MAX_ITEMS + 6)]
+    draft = analyze(msgs, Names(["Sam"]), is_dm=True, chat_name="Bob")
+    assert len(draft.my_tasks) == MAX_ITEMS and draft.my_tasks[-1].source_message_ids == [f"m{MAX_ITEMS + 5}"]
+    assert draft.my_tasks[0].source_message_ids == ["m6"]
