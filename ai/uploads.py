@@ -24,7 +24,6 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 from ai.types import AIError
-from api.errors import ApiError
 from loomi.hub import Hub
 from store.ids import new_id
 
@@ -57,9 +56,9 @@ async def _form(request: Request) -> Any:
         raise AIError(400, "Send the file as multipart/form-data", "invalid_input")
     try:
         return await request.form(max_files=1, max_fields=20)
-    except ApiError:  # the body limit (413), raised while the body streams in
-        raise
     except Exception as err:  # python-multipart raises several types on malformed bodies
+        if isinstance(getattr(err, "status", None), int):  # already an HTTP answer: the body limit's 413
+            raise
         raise AIError(400, f"Malformed multipart body: {type(err).__name__}", "invalid_input") from None
 
 

@@ -19,7 +19,7 @@ from store.users import load_principal
 
 COOKIE = "loomi_session"
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-MULTIPART_PATHS = frozenset({"/api/ai/v1/upload", "/api/ai/v1/audio/transcriptions"})  # upload routes
+MULTIPART_PATHS = frozenset({"/api/ai/v1/upload", "/api/ai/v1/audio/transcriptions", "/api/messages/import"})  # uploads
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import logging
 import httpx
 import orjson
 from pydantic import Field
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
@@ -169,7 +170,7 @@ def _account_exists(name: str) -> ApiError:
     )
 
 
-async def _created_by_a_provider(conn, user: dict) -> bool:  # noqa: ANN001
+async def _created_by_a_provider(conn: AsyncConnection, user: dict) -> bool:
     """Accounts made by a provider sign-in before identities were recorded (migration 0004):
     no password, not the local owner, no identity yet. Nobody else can have made one."""
     return user["password_hash"] is None and not user["is_owner"] and not await identities_of(conn, user["id"])

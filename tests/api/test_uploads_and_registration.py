@@ -50,6 +50,8 @@ async def test_per_file_limit_and_per_user_quota(limited: RunningHub) -> None:
     r = await upload(limited, alice, "big.bin", b"x" * 1001)
     assert r.status_code == 413 and r.json()["error"]["code"] == "file_too_large"
     assert "LOOMI_UPLOAD_MAX_BYTES" in r.json()["error"]["message"]
+    r = await upload(limited, alice, "huge.bin", b"x" * (3 << 20))  # past the route's body limit: refused unread
+    assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
     for _ in range(2):
         assert (await upload(limited, alice, "ok.bin", b"x" * 1000)).status_code == 200
     r = await upload(limited, alice, "third.bin", b"x" * 1000)  # 3000 > 2500
