@@ -208,3 +208,13 @@ def test_an_open_home_is_made_private_with_a_warning(tmp_path: Path) -> None:
     assert len(warnings) == 1 and str(home) in warnings[0] and "755" in warnings[0]
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
     assert _loose_entries(home) == []
+
+
+def test_one_command_run_has_offline_speech_and_transcription(served) -> None:
+    """What scripts/serve.sh installs (the offline-audio extra, tests/test_scripts.py) shows up in
+    `GET /api/ai/chat` of the running hub (issue 7, item 3)."""
+    import httpx
+
+    status = httpx.get(f"http://127.0.0.1:{served['port']}/api/ai/chat", timeout=30).json()
+    assert status["offline"]["speech"] is True and status["offline"]["transcriptions"] is True, status
+    assert status["offline"]["embeddings"] is True
