@@ -115,7 +115,12 @@ PLATFORMS: dict[str, Platform] = {
             connector="connectors.whatsapp.connector:WhatsAppConnector",
             abilities=_abilities("credentials", "webhook", "webhook_verify"),
         ),
-        Platform("imessage", "http://127.0.0.1:0"),
+        Platform(
+            "imessage",
+            "http://127.0.0.1:0",  # nothing remote: the Mac's chat.db is read from disk
+            connector="connectors.imessage.connector:IMessageConnector",
+            abilities=_abilities("credentials"),
+        ),
         Platform(
             "x",
             "https://api.twitter.com",

@@ -1,0 +1,49 @@
+"""The poller: new chat.db rows by ROWID, emitted with the last ROWID as the resume state (one
+atomic write with the queue), so a restart continues exactly where the queue ends: nothing
+read twice, nothing skipped. The first run starts at ROWID 0, i.e. reads the whole history.
+
+Only the machine holding the file can read it: on a hub with workers on several machines, a
+worker elsewhere that takes the account fails to open it and backs off (reported on the
+account), and the account is read only while a worker on the Mac holds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sqlite3
+import time
+
+from connectors.base import AccountState, Envelope, ListenContext
+from connectors.imessage.chatdb import open_readonly, read_after
+
+
+async def poll(ctx: ListenContext, *, interval: float, batch: int) -> None:
+    path = ctx.account.settings.get("db_path")
+    if not path:
+        raise ValueError("this iMessage account has no db_path")
+    try:
+        db = await asyncio.to_thread(open_readonly, path)
+    except ValueError as err:
+        host = socket.gethostname()
+        await ctx.report(AccountState.BACKOFF, f"{err} (worker on {host}; the account is on {ctx.account.settings.get('host')})")
+        raise
+    try:
+        rowid = int(ctx.resume.get("rowid") or 0)
+        await ctx.report(AccountState.CONNECTED, f"polling {path}")
+        while True:
+            try:
+                rows = await asyncio.to_thread(read_after, db, rowid, batch)
+            except sqlite3.OperationalError as err:  # "database is locked" while Messages checkpoints: next poll
+                if "locked" not in str(err) and "busy" not in str(err):
+                    raise
+                rows = []
+            if rows:
+                now = int(time.time() * 1000)
+                rowid = max(r["rowid"] for r in rows)
+                envelopes = [Envelope("imessage", ctx.account.id, str(r["guid"]), now, r, "listen") for r in rows]
+                await ctx.emit(envelopes, resume={"rowid": rowid})
+            if len(rows) < batch:
+                await asyncio.sleep(interval)
+    finally:
+        db.close()
