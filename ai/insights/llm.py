@@ -188,5 +188,9 @@ async def improve(hub: Hub, user_id: str, msgs: list[Msg], meta: dict[str, Any],
                 {"role": "user", "content": f"That answer is invalid: {problem}\nReply with the corrected JSON object only."},
             ]
             continue
-        return to_draft(answer, numbered, offline, previous, redactor), result.model or model
+        try:
+            return to_draft(answer, numbered, offline, previous, redactor), result.model or model
+        except ValidationError as err:  # e.g. a restored secret made a text too long: keep offline
+            log.info("insights: answer did not fit the insight shape: %s", str(err).splitlines()[0])
+            return None
     return None
