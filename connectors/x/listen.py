@@ -112,10 +112,11 @@ class Poller:
         return {ep: at - now for ep, at in self.not_before.items() if at > now}
 
     async def _guarded(self, endpoint: str, call: Any) -> list[dict[str, Any]] | None:
+        """`call()` unless X said to wait; a 429 within the budget sets when to call again."""
         if self.not_before[endpoint] > time.time():
             return None
         try:
-            return await call
+            return await call()
         except tweepy.TooManyRequests as err:
             wait = x.retry_after(err)
             if wait > self.settings.rate_limit_budget_seconds:
@@ -126,8 +127,9 @@ class Poller:
     async def poll(self) -> Poll:
         pages = self.settings.history_pages
         result = Poll()
-        mentions = await self._guarded(MENTIONS, fetch_mentions(self.api, self.user_id, self.resume["mentions_since_id"], pages))
-        dms = await self._guarded(DMS, fetch_dms(self.api, self.resume["dm_last_id"], pages))
+        mentions = await self._guarded(
+            MENTIONS, lambda: fetch_mentions(self.api, self.user_id, self.resume["mentions_since_id"], pages))
+        dms = await self._guarded(DMS, lambda: fetch_dms(self.api, self.resume["dm_last_id"], pages))
         for payload in mentions or []:
             result.payloads.append((f"tweet:{payload['tweet']['id']}", payload))
             self.resume["mentions_since_id"] = payload["tweet"]["id"]
@@ -166,7 +168,8 @@ async def listen(settings: XSettings, ctx: ListenContext) -> None:
             limited = poller.limited()
             state: tuple[AccountState, str | None] = (AccountState.CONNECTED, None)
             if limited:
-                waits = ", ".join(f"{ep} until its reset in {s:.0f} s" for ep, s in sorted(limited.items()))
+                waits = ", ".join(f"{ep} until its reset at {time.strftime('%H:%M:%S', time.gmtime(poller.not_before[ep]))} UTC"
+                                  for ep in sorted(limited))
                 state = (AccountState.BACKOFF, f"X rate limit: {waits}")
             if state != shown:
                 await ctx.report(*state)

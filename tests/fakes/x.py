@@ -78,9 +78,12 @@ class FakeX:
         self.tweets: list[Json] = []  # every tweet that mentions someone, oldest first
         self.dm_events: list[Json] = []  # oldest first
         self.media: dict[str, Json] = {}
+        self.groups: dict[str, set[str]] = {}  # group DM conversation id -> member ids
         self.sent: list[Json] = []  # DMs our client posted: {participant_id|dm_conversation_id, text, event_id}
         self.calls: list[tuple[str, str, dict[str, str]]] = []  # (method, path, query) of every API call
         self.refreshes = 0
+        self.issued: list[str] = []  # access tokens, in the order they were handed out
+        self.bearers: list[str] = []  # the bearer token of every API call
         self._codes: dict[str, _Code] = {}
         self._access: dict[str, tuple[str, float]] = {}  # token -> (user id, expires at)
         self._refresh: dict[str, str] = {}  # live refresh token -> user id
@@ -135,6 +138,7 @@ class FakeX:
         access, refresh = "xat-" + secrets.token_urlsafe(16), "xrt-" + secrets.token_urlsafe(16)
         ttl = self.token_ttl if ttl is None else ttl
         self._access[access] = (user_id, time.time() + ttl)
+        self.issued.append(access)
         self._refresh[refresh] = user_id
         return {"token_type": "bearer", "expires_in": ttl, "access_token": access, "refresh_token": refresh,
                 "scope": "tweet.read users.read dm.read dm.write offline.access"}
@@ -189,6 +193,12 @@ class FakeX:
         self.dm_events.append(event)
         return event
 
+    def add_group(self, members: list[str]) -> str:
+        """A group DM conversation (its id is a plain number, unlike one-to-one ids)."""
+        conversation = self.next_id()
+        self.groups[conversation] = set(members)
+        return conversation
+
     def rate_limit_next(self, n: int = 1, *, seconds: float = 1.0, path: str | None = None) -> None:
         """The next `n` calls (to paths starting with `path`, if given) answer 429, resetting in `seconds`."""
         self._limited += [(path, seconds)] * n
@@ -216,6 +226,7 @@ class FakeX:
                 response.headers.update({"x-rate-limit-limit": "300", "x-rate-limit-remaining": "0",
                                          "x-rate-limit-reset": str(reset)})
                 return response
+        self.bearers.append(request.headers.get("Authorization", "").removeprefix("Bearer "))
         request[USER] = self._bearer_user(request)
         if request[USER] is None:
             return _problem(401, "Unauthorized")
@@ -264,9 +275,15 @@ class FakeX:
     async def _me(self, request: web.Request) -> web.Response:
         return web.json_response({"data": self.users[request[USER]]})
 
-    def _includes(self, items: list[Json], user_keys: tuple[str, ...]) -> Json:
-        users = {item[k] for item in items for k in user_keys if item.get(k)}
-        media = [self.media[m] for item in items for m in item.get("attachments", {}).get("media_keys", [])]
+    def _includes(self, items: list[Json], expansions: set[str]) -> Json:
+        """`includes` holds only what the `expansions` parameter asked for, as on X."""
+        users: set[str] = set()
+        for item in items:
+            users |= {item[k] for k in ("author_id", "sender_id") if k in expansions and item.get(k)}
+            if "entities.mentions.username" in expansions:
+                users |= {m["id"] for m in item.get("entities", {}).get("mentions", [])}
+        media = [self.media[m] for item in items for m in item.get("attachments", {}).get("media_keys", [])] \
+            if "attachments.media_keys" in expansions else []
         includes: Json = {}
         if users:
             includes["users"] = [self.users[u] for u in sorted(users) if u in self.users]
@@ -274,7 +291,7 @@ class FakeX:
             includes["media"] = media
         return includes
 
-    def _page(self, items: list[Json], query: Any, lo: int, hi: int, default: int, user_keys: tuple[str, ...]) -> Json:
+    def _page(self, items: list[Json], query: Any, lo: int, hi: int, default: int) -> Json:
         """Newest first; `pagination_token` is the offset into that order (opaque to clients)."""
         size = int(query.get("max_results", default))
         if not lo <= size <= hi:
@@ -286,7 +303,8 @@ class FakeX:
         meta: Json = {"result_count": len(page), "newest_id": page[0]["id"], "oldest_id": page[-1]["id"]}
         if start + size < len(items):
             meta["next_token"] = str(start + size)
-        return {"data": page, "includes": self._includes(page, user_keys), "meta": meta}
+        expansions = set(filter(None, query.get("expansions", "").split(",")))
+        return {"data": page, "includes": self._includes(page, expansions), "meta": meta}
 
     async def _mentions(self, request: web.Request) -> web.Response:
         user_id = request.match_info["id"]
@@ -295,12 +313,15 @@ class FakeX:
         since = int(request.query.get("since_id", "0") or 0)
         mine = [t for t in reversed(self.tweets)
                 if any(m["id"] == user_id for m in t["entities"]["mentions"]) and int(t["id"]) > since]
-        return web.json_response(self._page(mine, request.query, 5, 100, 10, ("author_id",)))
+        return web.json_response(self._page(mine, request.query, 5, 100, 10))
 
     async def _dm_events(self, request: web.Request) -> web.Response:
         me = request[USER]
-        mine = [e for e in reversed(self.dm_events) if me in e["dm_conversation_id"].split("-")]
-        return web.json_response(self._page(mine, request.query, 1, 100, 100, ("sender_id",)))
+        mine = [e for e in reversed(self.dm_events) if self._member(me, e["dm_conversation_id"])]
+        return web.json_response(self._page(mine, request.query, 1, 100, 100))
+
+    def _member(self, user: str, conversation: str) -> bool:
+        return user in self.groups.get(conversation, set(conversation.split("-")))
 
     async def _send(self, request: web.Request) -> web.Response:
         me = request[USER]
@@ -315,7 +336,7 @@ class FakeX:
             conversation = dm_conversation_id(me, other)
         else:
             conversation = request.match_info["conversation"]
-            if me not in conversation.split("-"):
+            if not self._member(me, conversation):
                 return _problem(403, "Forbidden")
         event = {"id": self.next_id(), "event_type": "MessageCreate", "text": text or "", "sender_id": me,
                  "dm_conversation_id": conversation, "created_at": x_time()}
