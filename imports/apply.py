@@ -72,6 +72,8 @@ def owned(user_id: str, account_id: str, record: ImportRecord) -> Owned:
         is_self=record.is_self,
         text=record.text,
         attachments=list(record.attachments),
+        edited_at=record.edited_at,
+        content_type=record.content_type,
     )
     change = Change(ChangeKind.UPSERT, record.chat_id, record.native_id, message)
     return Owned(user_id, account_id, record.platform, change, {"_loomi_import": record.line, **(record.raw or {})})
@@ -89,6 +91,12 @@ async def import_records(
             batch = records[start : start + BATCH]
             items = [owned(user_id, account_ids[(r.platform, r.account_id)], r) for r in batch]
             result.imported += await apply_changes(conn, items)
+            reacted = [
+                Owned(user_id, account_ids[(r.platform, r.account_id)], r.platform,
+                      Change(ChangeKind.REACTION, r.chat_id, r.native_id, reaction=reaction), None)
+                for r in batch for reaction in r.reactions
+            ]  # after the messages exist; the same (emoji, sender) again changes nothing
+            result.reactions += await apply_changes(conn, reacted)
             if progress is not None:
                 progress(start + len(batch), len(records))
     result.skipped = result.total - result.imported

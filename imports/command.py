@@ -1,22 +1,29 @@
-"""`loomi import FILE.jsonl`: the same import as `POST /api/messages/import`, from a terminal.
+"""`loomi import PATH`: the same import as `POST /api/messages/import`, from a terminal.
 
-Progress goes to stderr as a counter that rewrites its line (parsed lines, then stored
-messages); the summary goes to stdout as JSON. Exit status 1 with the bad line named when
-the file cannot be read: nothing is stored then.
+PATH is hub JSONL, a Slack export zip, Telegram Desktop's result.json or a WhatsApp chat
+export (.txt or .zip), told apart by content (imports/detect.py). Progress goes to stderr as a
+line that rewrites itself (parsed lines, then a bar of stored messages); the summary goes to
+stdout as JSON. Exit status 1 with the bad line or entry named when the file cannot be read:
+nothing is stored then.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
 import orjson
 
 from imports.apply import import_records
+from imports.detect import Options, Parsed, pretty_json, detect, parse_export, summary
 from imports.jsonl import parse_lines
 from imports.records import BadInput
+
+BAR = 30
+DETECT_WHOLE = 256 << 20  # files up to this size are read whole to tell their format
 
 
 class Counter:
@@ -32,6 +39,9 @@ class Counter:
             return
         self.last = now
         of = f"/{total}" if total else ""
+        if total:
+            filled = round(BAR * done / total)
+            of += f" [{'#' * filled}{'.' * (BAR - filled)}] {100 * done // total}%"
         end = "\n" if final or not self.tty else ""
         print(f"\r{self.what}: {done}{of}", end=end, file=sys.stderr, flush=True)
 
@@ -45,7 +55,25 @@ def _lines(path: Path, counter: Counter) -> Iterator[bytes]:
             yield line
 
 
-async def run_import(hub, path: Path, email: str | None) -> int:  # noqa: ANN001 - loomi.hub.Hub
+def _parse_file(path: Path, options: Options, counter: Counter) -> Parsed:
+    """Detect the format, then parse: JSONL streams line by line (it can be large), an export
+    is read whole."""
+    kind = options.format
+    if kind is None:
+        if path.stat().st_size <= DETECT_WHOLE:
+            kind = detect(path.read_bytes())
+        else:  # too large to read twice: a zip or a JSON document by its start, else lines
+            with path.open("rb") as handle:
+                head = handle.read(1 << 16)
+            kind = None if head.startswith(b"PK") or pretty_json(head) else detect(head)
+    if kind == "jsonl":
+        return Parsed("jsonl", list(parse_lines(_lines(path, counter))))
+    parsed = parse_export(path.read_bytes(), replace(options, format=kind, filename=options.filename or path.name))
+    counter.show(len(parsed.records))
+    return parsed
+
+
+async def run_import(hub, path: Path, email: str | None, options: Options | None = None) -> int:  # noqa: ANN001 - loomi.hub.Hub
     from store.users import get_owner, get_user_by_email
 
     if not email:
@@ -59,7 +87,8 @@ async def run_import(hub, path: Path, email: str | None) -> int:  # noqa: ANN001
         return 1
     parsing = Counter("read")
     try:
-        records = list(parse_lines(_lines(path, parsing)))
+        parsed = _parse_file(path, options or Options(), parsing)
+        records = parsed.records
     except BadInput as err:
         print(f"\nloomi import: {path}: {err}; nothing was imported", file=sys.stderr)
         return 1
@@ -67,8 +96,11 @@ async def run_import(hub, path: Path, email: str | None) -> int:  # noqa: ANN001
         print(f"\nloomi import: {path} is not UTF-8 text; nothing was imported", file=sys.stderr)
         return 1
     parsing.show(len(records), final=True)
+    if not records:
+        print(f"loomi import: {path}: no messages to import", file=sys.stderr)
+        return 1
     writing = Counter("stored")
     result = await import_records(hub.engine, user["id"], records, progress=writing.show)
     writing.show(len(records), len(records), final=True)
-    print(orjson.dumps(result.json()).decode())
+    print(orjson.dumps(summary(parsed, result.json())).decode())
     return 0

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from connectors.base import Attachment, ChatType
+from connectors.base import Attachment, ChatType, Reaction
 
 PLATFORM = re.compile(r"^[a-z][a-z0-9_-]{0,19}$")
 CHAT_TYPES = {t.value for t in ChatType}
@@ -42,6 +42,9 @@ class ImportRecord:
     thread_id: str | None = None
     attachments: tuple[Attachment, ...] = field(default=())
     raw: dict[str, Any] | None = None
+    edited_at: int | None = None  # ms: the export says the message was edited (then)
+    content_type: str = "text"  # as the live connectors set it: text, file, image, system…
+    reactions: tuple[Reaction, ...] = field(default=())  # applied as REACTION changes after the upsert
 
 
 @dataclass
@@ -52,6 +55,7 @@ class ImportResult:
     total: int = 0
     accounts_created: list[str] = field(default_factory=list)
     chats: int = 0
+    reactions: int = 0  # reactions newly recorded on imported messages
 
     def json(self) -> dict[str, Any]:
         return {
@@ -61,6 +65,7 @@ class ImportResult:
             "total": self.total,
             "accountsCreated": self.accounts_created,
             "chats": self.chats,
+            "reactions": self.reactions,
         }
 
 

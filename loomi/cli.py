@@ -31,9 +31,16 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--full", action="store_true", help="print whole payloads")
     again = dlq_sub.add_parser("replay", help="queue dead-lettered events for ingest again")
     again.add_argument("--limit", type=int, default=1000, help="at most this many, oldest first")
-    importing = sub.add_parser("import", help="import message history from a hub JSONL file (one message per line)")
-    importing.add_argument("file", type=Path, help="the .jsonl file")
+    importing = sub.add_parser(
+        "import", help="import history: hub JSONL, a Slack export zip, Telegram's result.json or a WhatsApp chat export"
+    )
+    importing.add_argument("file", type=Path, help="the file (its format is told by its content)")
     importing.add_argument("--email", help="import for this user (default: the local owner)")
+    importing.add_argument("--me", help="your name (or id) as the export writes it: which messages are yours")
+    importing.add_argument("--guess-me", action="store_true", help="take the most frequent sender as you")
+    importing.add_argument("--tz", help="the phone's time zone for a WhatsApp export (e.g. Europe/Berlin; default UTC)")
+    importing.add_argument("--chat", help="a WhatsApp chat's name (default: from the file name)")
+    importing.add_argument("--format", choices=["slack", "telegram", "whatsapp", "jsonl", "openloomi"], help="skip detection")
     return parser
 
 
@@ -97,8 +104,11 @@ async def _import(settings: Settings, args: argparse.Namespace) -> int:
     if not args.file.is_file():
         print(f"loomi import: no such file {args.file}", file=sys.stderr)
         return 1
+    from imports.detect import Options
+
+    options = Options(me=args.me, guess_me=args.guess_me, tz=args.tz, chat=args.chat, format=args.format)
     async with open_local_hub(settings) as hub:
-        return await run_import(hub, args.file, args.email)
+        return await run_import(hub, args.file, args.email, options)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

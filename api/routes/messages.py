@@ -8,19 +8,22 @@ from datetime import datetime, timezone
 from typing import Annotated, Any
 
 import orjson
-from pydantic import AliasChoices, BeforeValidator, Field, model_validator
+from pydantic import AliasChoices, BeforeValidator, Field, ValidationError, model_validator
 from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.routing import Route
 
 from api.auth import Principal, hub_of
-from api.endpoint import endpoint
+from api.endpoint import describe, endpoint
 from api.errors import ApiError, bad_request, not_found
 from api.responses import json
 from api.schemas import Body, parse_int64
 from connectors.registry import has_connector
 from imports.apply import import_records
-from imports.jsonl import parse_bytes
+from imports.detect import Options as ImportOptions
+from imports.detect import parse_export
+from imports.detect import summary as import_summary
 from imports.openloomi import parse_messages
 from imports.records import BadInput
 from store import accounts as account_store
@@ -320,14 +323,18 @@ def _import_failed(err: BadInput) -> ApiError:
     return bad_request(f"{where} is invalid; nothing was imported", "invalid_import", str(err))
 
 
-async def _import_body(request: Request) -> bytes:
-    """The JSONL: the raw body, or the `file` part of a multipart form."""
+async def _import_body(request: Request, named: dict[str, str] | None = None) -> bytes:
+    """The JSONL: the raw body, or the `file` part of a multipart form (its file name and the
+    form's other text fields go into `named` when given)."""
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         async with request.form(max_part_size=MAX_IMPORT_BYTES) as form:
             upload = form.get("file")
             if upload is None or isinstance(upload, str):
                 raise bad_request("A multipart import needs a `file` part", "invalid_import")
             body = await upload.read()
+            if named is not None:
+                named.update({k: v for k, v in form.items() if isinstance(v, str)})
+                named["filename"] = upload.filename or ""
     else:
         body = bytearray()
         async for chunk in request.stream():
@@ -340,18 +347,36 @@ async def _import_body(request: Request) -> bytes:
     return body
 
 
-@endpoint()
-async def import_messages(request: Request, user: Principal):
-    """Import history: hub JSONL (one message per line) as the body or a multipart `file`."""
-    body = await _import_body(request)
+class ImportQuery(Body):
+    """What an export does not say (imports/detect.py); multipart form fields of the same names win."""
+
+    format: str | None = Field(default=None, pattern="^(slack|telegram|whatsapp|jsonl|openloomi)$")
+    me: str | None = Field(default=None, min_length=1, max_length=200)
+    guess_me: bool = Field(default=False, validation_alias=AliasChoices("guessMe", "guess_me"))
+    tz: str | None = Field(default=None, max_length=64)
+    chat: str | None = Field(default=None, min_length=1, max_length=200)
+    filename: str | None = Field(default=None, max_length=300)
+
+
+@endpoint(query=ImportQuery)
+async def import_messages(request: Request, user: Principal, query: ImportQuery):
+    """Import history as the body or a multipart `file`: a Slack export zip, Telegram Desktop's
+    result.json, a WhatsApp chat .txt (or its zip), or hub JSONL (one message per line)."""
+    named: dict[str, str] = {}
+    body = await _import_body(request, named)
     try:
-        records = parse_bytes(body)
+        form = ImportQuery.model_validate(named).model_dump(exclude_unset=True)
+    except ValidationError as err:
+        raise bad_request("Invalid input", "invalid_input", describe(err)) from None
+    fields = {**query.model_dump(), **form}
+    try:
+        parsed = await run_in_threadpool(parse_export, body, ImportOptions(**fields))  # CPU-bound: off the event loop
     except BadInput as err:
         raise _import_failed(err) from None
-    if not records:
-        raise bad_request("Nothing to import", "invalid_import", "the body has no message lines")
-    result = await import_records(hub_of(request).engine, user.id, records)
-    return result.json()
+    if not parsed.records:
+        raise bad_request("Nothing to import", "invalid_import", f"the {parsed.format} input has no messages")
+    result = await import_records(hub_of(request).engine, user.id, parsed.records)
+    return import_summary(parsed, result.json())
 
 
 @endpoint()
