@@ -6,6 +6,7 @@ with a 429 and their echo merged - discord.py against FakeDiscord, into GET /api
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -13,7 +14,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from connectors.discord.connector import DiscordConnector
-from tests.e2e.harness import RunningHub, e2e_env, fresh_database, running_hub
+from tests.e2e.harness import RunningHub, WorkerProcess, e2e_env, fresh_database, running_hub
 from tests.fakes.discord import FakeDiscord
 from tests.waiting import eventually
 
@@ -162,3 +163,45 @@ async def _exactly(hub: RunningHub, headers: dict[str, str], expected: set[tuple
 async def _sent(hub: RunningHub, headers: dict[str, str], text: str) -> dict[str, Any] | None:
     found = [m for m in await hub.messages(headers) if m["text"] == text]
     return found[0] if found and found[0]["status"] == "sent" else None
+
+
+async def test_kill_9_of_the_worker_holding_the_gateway_loses_and_duplicates_nothing(backend: str, tmp_path: Path) -> None:
+    """Two `loomi worker` processes; the one holding the app's gateway is killed mid-stream. The
+    survivor takes the lease, RESUMEs the session from the state saved with the last queued
+    event, and Discord replays everything after it: every message stored exactly once."""
+    async with FakeDiscord(heartbeat_interval_ms=1000) as fake, fresh_database(backend, tmp_path) as db:
+        guild = fake.add_guild("Loomi HQ", bot_member=False)
+        general, alice = fake.add_channel(guild, "general"), fake.add_user("alice")
+        env = _env(backend, tmp_path, db, fake, LOOMI_LEASE_MS="10000", LOOMI_HEARTBEAT_SECONDS="2")
+        async with running_hub(env, worker=False) as hub:
+            headers = await hub.login()
+            workers = [WorkerProcess(env, tmp_path / f"worker{i}.log").start() for i in range(2)]
+            try:
+                await _install(hub, fake, headers, guild, "code-1")
+                holder = await eventually(lambda: _holder(hub, headers), timeout=60, what="a worker holds the gateway")
+                sent = [fake.post_message(general, alice, f"before {i}") for i in range(100)]
+                await eventually(lambda: hub.at_least(headers, 50), timeout=60, what="ingest under way")
+                victim = next(w for w in workers if holder.endswith(f":{w.pid}"))
+                killed_at = time.monotonic()
+                victim.kill9()
+                sent += [fake.post_message(general, alice, f"after {i}") for i in range(100)]
+                survivor = next(w for w in workers if w is not victim)
+                await eventually(lambda: _holder(hub, headers, f":{survivor.pid}"), timeout=30, what="takeover")
+                takeover = time.monotonic() - killed_at
+                await eventually(lambda: hub.at_least(headers, 200), timeout=60, what="all 200 messages")
+                await asyncio.sleep(1.0)
+                got = await hub.messages(headers)
+                print(f"\ndiscord takeover after kill -9: {takeover:.1f} s, resumes {fake.resumes}")
+                assert takeover < 15, takeover
+                assert len(got) == 200 and {m["nativeId"] for m in got} == set(sent)
+                assert len(fake.identifies) == 1 and len(fake.resumes) == 1  # resumed, not re-identified
+            finally:
+                for w in workers:
+                    w.stop()
+
+
+async def _holder(hub: RunningHub, headers: dict[str, str], suffix: str = "") -> str | None:
+    account = await hub.first_account(headers)
+    if account and account["state"] == "connected" and account["worker"] and account["worker"].endswith(suffix):
+        return str(account["worker"])
+    return None
