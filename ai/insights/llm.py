@@ -114,6 +114,13 @@ def build_prompt(msgs: list[Msg], meta: dict[str, Any], previous: Draft | None, 
     return "\n".join(parts), msgs
 
 
+def _problem(err: Exception) -> str:
+    """What is wrong, by field, without echoing values."""
+    if isinstance(err, ValidationError):
+        return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'answer'}: {e['msg']}" for e in err.errors(include_url=False, include_input=False))
+    return str(err)
+
+
 def parse_answer(text: str, count: int) -> LlmAnswer:
     cleaned = text.strip()
     if cleaned.startswith("```"):
@@ -181,7 +188,7 @@ async def improve(hub: Hub, user_id: str, msgs: list[Msg], meta: dict[str, Any],
         try:
             answer = parse_answer(text, len(numbered))
         except (ValidationError, ValueError) as err:
-            problem = str(err)[:1500]
+            problem = _problem(err)[:1500]
             log.info("insights: invalid answer (attempt %d): %s", attempt + 1, problem.splitlines()[0])
             conversation += [
                 {"role": "assistant", "content": redactor.redact(text)},
@@ -191,6 +198,6 @@ async def improve(hub: Hub, user_id: str, msgs: list[Msg], meta: dict[str, Any],
         try:
             return to_draft(answer, numbered, offline, previous, redactor), result.model or model
         except ValidationError as err:  # e.g. a restored secret made a text too long: keep offline
-            log.info("insights: answer did not fit the insight shape: %s", str(err).splitlines()[0])
+            log.info("insights: answer did not fit the insight shape: %s", _problem(err))  # no values: secrets are restored here
             return None
     return None
