@@ -205,3 +205,14 @@ async def _holder(hub: RunningHub, headers: dict[str, str], suffix: str = "") ->
     if account and account["state"] == "connected" and account["worker"] and account["worker"].endswith(suffix):
         return str(account["worker"])
     return None
+
+
+@pytest.mark.xfail(strict=True, reason="lead: the OAuth routes do not map NotConfigured to 503 yet (see the Discord report)")
+async def test_a_hub_without_the_bot_token_names_the_variable(backend: str, tmp_path: Path) -> None:
+    async with FakeDiscord() as fake, fresh_database(backend, tmp_path) as db:
+        env = {k: v for k, v in _env(backend, tmp_path, db, fake).items() if k != "LOOMI_DISCORD_BOT_TOKEN"}
+        async with running_hub(env, worker=False) as hub:
+            headers = await hub.login()
+            r = await hub.client.get("/api/integrations/discord/oauth/start", headers={**headers, "Accept": "application/json"})
+            assert r.status_code == 503 and r.json()["code"] == "platform_not_configured"
+            assert "LOOMI_DISCORD_BOT_TOKEN" in r.text
