@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -45,8 +46,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _migrate(settings: Settings) -> None:
+    from loomi.runtime import make_home_private
     from store.db import migrate
 
+    if settings.database_url is None:  # the SQLite file lives in LOOMI_HOME
+        make_home_private(settings)
     await migrate(settings.database)
     print(f"migrated {settings.database.split('@')[-1]}")
 
@@ -120,6 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from loomi.logs import configure
 
+    os.umask(0o077)  # whatever the command writes (database, AOF, uploads, token) is its user's alone
     configure(settings.log_level)
     if args.command == "serve":
         from loomi.runtime import serve

@@ -218,3 +218,12 @@ def test_one_command_run_has_offline_speech_and_transcription(served) -> None:
     status = httpx.get(f"http://127.0.0.1:{served['port']}/api/ai/chat", timeout=30).json()
     assert status["offline"]["speech"] is True and status["offline"]["transcriptions"] is True, status
     assert status["offline"]["embeddings"] is True
+
+
+def test_migrate_alone_writes_a_private_database(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = {"PATH": os.environ["PATH"], "LOOMI_HOME": str(home)}
+    out = subprocess.run([sys.executable, "-m", "loomi.cli", "migrate"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert (home / "hub.db").exists() and stat.S_IMODE(home.stat().st_mode) == 0o700
+    assert _loose_entries(home) == []
