@@ -6,8 +6,8 @@ ValueError naming the path -> 400). No webhooks, no backfill (the poller reads t
 history on its first run), no sending: Messages can be driven only through AppleScript on
 the Mac itself, and this hub has no such bridge.
 
-Per account: external id `chatdb:<hash of host and path>`; no credentials; settings
-`db_path`, `host`.
+Per account: external id `chatdb:<hash of host and path>`; credentials `db_path` (nothing
+secret); settings `db_path`, `host`.
 """
 
 from __future__ import annotations

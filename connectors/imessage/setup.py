@@ -27,5 +27,6 @@ async def connect(fields: dict[str, Any], setup: SetupContext) -> AccountSpec:
     open_readonly(path).close()  # ValueError naming the path when it is missing or not a chat.db
     real, host = str(path.resolve()), socket.gethostname()
     digest = hashlib.sha256(f"{host}\0{real}".encode()).hexdigest()[:24]
-    return AccountSpec(external_id=f"chatdb:{digest}", name=f"iMessage on {host}", credentials={},
+    # nothing secret: the path is the "credential" (an account without credentials counts as disconnected)
+    return AccountSpec(external_id=f"chatdb:{digest}", name=f"iMessage on {host}", credentials={"db_path": real},
                        settings={"db_path": real, "host": host})

@@ -16,7 +16,7 @@ ALICE, BOB = "+15551230001", "bob@example.com"
 
 def account(path: Path) -> Account:
     return Account(id="acct-im-1", user_id="user-1", platform="imessage", external_id="chatdb:test", name="iMessage",
-                   credentials={}, settings={"db_path": str(path), "host": "test-mac"})
+                   credentials={"db_path": str(path)}, settings={"db_path": str(path), "host": "test-mac"})
 
 
 @pytest.fixture

@@ -114,7 +114,7 @@ async def test_the_reader_never_blocks_the_writer_and_cannot_write(chatdb: ChatD
 async def test_connect_checks_the_file_and_names_the_path(tmp_path: Path, chatdb: ChatDb) -> None:
     spec = await connector().connect({"dbPath": str(chatdb.path)}, SETUP)
     assert spec.external_id.startswith("chatdb:") and spec.settings["db_path"] == str(chatdb.path.resolve())
-    assert spec.credentials == {} and spec.name.startswith("iMessage on ")
+    assert spec.credentials == {"db_path": str(chatdb.path.resolve())} and spec.name.startswith("iMessage on ")
     assert (await connector().connect({"dbPath": str(chatdb.path)}, SETUP)).external_id == spec.external_id
     missing = tmp_path / "nowhere" / "chat.db"
     with pytest.raises(ValueError, match=str(missing)):
