@@ -51,6 +51,7 @@ INTENTS.guild_reactions = True  # MESSAGE_REACTION_ADD / REMOVE
 INTENTS.message_content = True  # privileged: without it `content` is empty
 
 CONNECT_TIMEOUT = 60.0
+CLOSE_TIMEOUT = 2.0  # s to say goodbye on the socket when stopping
 REIDENTIFY_DELAY = 5.0  # s before a new IDENTIFY (discord.py's own pause; Discord asks 1-5 s)
 GUILD_KEYS = ("id", "name", "channels", "threads")  # what GUILD_CREATE keeps; members etc. dropped
 
@@ -101,6 +102,7 @@ class _Gateway:
     def __init__(self, ctx: AppListenContext) -> None:
         self.ctx = ctx
         self.had_session = bool((ctx.resume or {}).get("session_id"))
+        self.sessions = 0  # READY or RESUMED seen: the connection works
 
     async def dispatched(self, ws: DiscordWebSocket, frame: dict[str, Any]) -> None:
         event = to_event(frame, ws.session_id)
@@ -113,6 +115,7 @@ class _Gateway:
         if kind == "READY" and self.had_session:
             await self.ctx.reconnected()  # a new session: the gateway replays nothing, backfill does
         self.had_session = True
+        self.sessions += 1
 
 
 def resume_state(ws: DiscordWebSocket, seq: Any) -> dict[str, Any]:
@@ -142,7 +145,8 @@ async def listen_app(settings: DiscordSettings, ctx: AppListenContext, *, reiden
     token = bot_token(settings)
     await ctx.report(AccountState.CONNECTING)
     client = _Client(settings, reidentify_delay)
-    socket_class = type("_BoundSocket", (_Socket,), {"sink": _Gateway(ctx)})
+    sink = _Gateway(ctx)
+    socket_class = type("_BoundSocket", (_Socket,), {"sink": sink})
     ws: DiscordWebSocket | None = None
     try:
         await call(client.login(token))  # GET /users/@me: a dead token fails here
@@ -156,6 +160,7 @@ async def listen_app(settings: DiscordSettings, ctx: AppListenContext, *, reiden
         }
         backoff: ExponentialBackoff[float] = ExponentialBackoff()
         while True:
+            sessions = sink.sessions
             try:
                 ws = await asyncio.wait_for(socket_class.from_client(client, **params), CONNECT_TIMEOUT)
                 params["initial"] = False
@@ -169,15 +174,20 @@ async def listen_app(settings: DiscordSettings, ctx: AppListenContext, *, reiden
                     raise NeedsReauth("Discord closed the gateway: 4004 authentication failed") from None
                 if exc.code in FATAL_CLOSE:
                     raise RuntimeError(f"Discord closed the gateway: {exc.code} {FATAL_CLOSE[exc.code]}") from None
-                params.update(_next(ws, gateway, resume=True))  # 1000 and the like: try to resume
-            except (OSError, aiohttp.ClientError, asyncio.TimeoutError, discord.GatewayNotFound) as exc:
-                delay = backoff.delay()
-                await ctx.report(AccountState.CONNECTING, f"{type(exc).__name__}; reconnecting in {delay:.1f} s")
-                await asyncio.sleep(delay)
+                await ctx.report(AccountState.CONNECTING, f"closed with {exc.code}; resuming")
                 params.update(_next(ws, gateway, resume=True))
+            except (OSError, aiohttp.ClientError, asyncio.TimeoutError, discord.GatewayNotFound) as exc:
+                await ctx.report(AccountState.CONNECTING, f"{type(exc).__name__}; reconnecting")
+                params.update(_next(ws, gateway, resume=True))
+                sessions = -1  # always wait before retrying a connection that failed
+            if sink.sessions == sessions or sessions < 0:  # no READY/RESUMED since the last try: do not spin
+                await asyncio.sleep(backoff.delay())
     finally:
         if ws is not None and ws.open:
-            await ws.close(4000)  # not 1000: the session stays resumable for whoever comes next
+            try:  # not 1000: the session stays resumable for whoever comes next
+                await asyncio.wait_for(ws.close(4000), CLOSE_TIMEOUT)
+            except (asyncio.TimeoutError, OSError, aiohttp.ClientError):
+                pass
         await client.close()
 
 

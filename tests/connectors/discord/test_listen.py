@@ -193,3 +193,18 @@ async def test_zlib_stream_is_used_and_heartbeats_flow(fake: FakeDiscord, world:
         (identify,) = fake.identifies
         assert identify["intents"] & (1 << 15) and identify["intents"] & (1 << 9)  # message content, guild messages
     assert fake.calls["GET /gateway/bot"] == 1 and fake.calls["GET /users/@me"] == 1
+
+
+async def test_gateway_down_for_a_while_backs_off_then_resumes(fake: FakeDiscord, world: dict[str, str],
+                                                              connector: DiscordConnector) -> None:
+    ctx = RecordingAppContext()
+    async with Listening(connector, ctx):
+        await fake.stop()  # Discord unreachable: connections refused
+        missed = [fake.post_message(world["general"], world["alice"], f"while down {i}") for i in range(3)]
+        await asyncio.sleep(1.5)
+        attempts = len([s for s in ctx.states() if s is AccountState.CONNECTING])
+        assert 2 <= attempts <= 6, attempts  # retrying, with backoff rather than in a tight loop
+        await fake.start()  # same port, same sessions
+        await wait_until(lambda: len(texts(ctx)) == 3, timeout=10)
+    assert [e.payload["d"]["id"] for e in ctx.of("MESSAGE_CREATE")] == missed
+    assert len(fake.identifies) == 1 and len(fake.resumes) == 1
