@@ -105,10 +105,10 @@ def _conversations(archive: zipfile.ZipFile, root: str, users: dict[str, dict[st
         if not isinstance(listed, list):
             raise BadInput(0, f"{file}: must be a list")
         for index, conv in enumerate(listed):
-            if not isinstance(conv, dict) or not isinstance(conv.get("id"), str):
+            if not isinstance(conv, dict) or not isinstance(conv.get("id"), str) or not 0 < len(conv["id"]) <= 100:
                 raise BadInput(0, f"{file}[{index}]: a conversation needs an `id`")
             if kind == "im":
-                members = [m for m in conv.get("members") or [] if isinstance(m, str)]
+                members = [m for m in conv.get("members") or [] if isinstance(m, str)] if isinstance(conv.get("members"), list) else []
                 label = ", ".join(_display(users.get(m, {})) or m for m in members) or conv["id"]
                 found[conv["id"]] = (conv["id"], kind, label)
             else:
@@ -212,7 +212,7 @@ def _reactions(msg: dict[str, Any], entry: str) -> tuple[Reaction, ...]:
     for item in listed:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise BadInput(0, f"{entry}: reactions: each needs a `name`")
-        for user in item.get("users") or []:
+        for user in item.get("users") if isinstance(item.get("users"), list) else []:
             if isinstance(user, str):
                 out.append(Reaction(item["name"], user))
     return tuple(out)

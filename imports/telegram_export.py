@@ -19,6 +19,7 @@ or asks for the most frequent sender (`guess_me`).
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any
 
@@ -104,13 +105,17 @@ def _attachments(msg: dict[str, Any]) -> tuple[list[Attachment], str | None]:
 
 def _reactions(msg: dict[str, Any]) -> tuple[Reaction, ...]:
     out = []
-    for item in msg.get("reactions") or []:
+    for item in _list(msg.get("reactions")):
         if not isinstance(item, dict) or item.get("type", "emoji") != "emoji" or not item.get("emoji"):
             continue  # custom emoji and paid reactions have no portable name
-        for who in item.get("recent") or []:
+        for who in _list(item.get("recent")):
             if isinstance(who, dict) and _peer(who.get("from_id")):
                 out.append(Reaction(str(item["emoji"]), _peer(who.get("from_id"))))
     return tuple(out)
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _time(msg: dict[str, Any], unix: str, iso: str, where: str) -> int | None:
@@ -142,8 +147,11 @@ def _self_of(data: dict[str, Any], chats: list[tuple[str, dict[str, Any]]], me: 
     """(the exporting person's user id, their name)."""
     info = data.get("personal_information")
     if isinstance(info, dict) and info.get("user_id"):
+        user_id = str(info["user_id"])
+        if not user_id.isdigit():
+            raise BadInput(0, "personal_information.user_id: must be a number")
         name = " ".join(str(info.get(k) or "") for k in ("first_name", "last_name")).strip()
-        return str(info["user_id"]), name or str(info["user_id"])
+        return user_id, name[:200] or user_id
     senders: Counter[tuple[str, str]] = Counter()
     for _, chat in chats:
         for msg in chat.get("messages") or []:
@@ -185,8 +193,8 @@ def parse(data: Any, *, me: str | None = None, guess_me: bool = False) -> tuple[
     for where, chat in chats:
         if not isinstance(chat, dict) or not isinstance(chat.get("messages"), list):
             raise BadInput(0, f"{where}: a chat needs a `messages` list")
-        if chat.get("id") is None or isinstance(chat.get("id"), (bool, dict, list)):
-            raise BadInput(0, f"{where}: a chat needs an `id`")
+        if isinstance(chat.get("id"), bool) or not re.fullmatch(r"-?\d{1,20}", str(chat.get("id"))):
+            raise BadInput(0, f"{where}: id: a chat needs a numeric `id`")
     self_id, self_name = _self_of(data, chats, me, guess_me)
     records: list[ImportRecord] = []
     ignored: Counter[str] = Counter()

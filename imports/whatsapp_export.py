@@ -47,6 +47,9 @@ _OMITTED = {
     "sticker omitted": "image/webp", "gif omitted": "image/gif", "document omitted": None,
 }
 _EDITED = re.compile(r"\s*<This message was edited>$")
+# Android writes system lines without a sender, but a quoted subject or description can hold
+# ": " and look like one; a sender never contains these phrases
+_SYSTEM_PHRASE = re.compile(r" (?:changed the (?:subject|group description)|created group|added|removed|left|joined using) ")
 _DELETED = {"this message was deleted", "you deleted this message"}
 
 
@@ -175,7 +178,7 @@ def parse(
     for raw in raws:
         local = _local(raw, day_first)
         said = _SENDER.match(raw.rest)
-        if said is None:
+        if said is None or _SYSTEM_PHRASE.search(said["sender"] + " "):
             ignored["system lines (encryption notice, joins, subject changes)"] += 1
             continue
         body = said["text"].rstrip()  # the blank line that ends the file is not part of the last message

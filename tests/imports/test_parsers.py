@@ -86,3 +86,43 @@ def test_slack_me_must_name_one_user() -> None:
         parse_export(exports.slack_zip(), Options(me="nobody"))
     parsed = parse_export(exports.slack_zip(), Options(me="小明"))
     assert {r.sender_id for r in parsed.records if r.is_self} == {exports.BOB}
+
+
+SAMPLES = {
+    "slack": exports.slack_zip(),
+    "telegram": orjson.dumps(exports.telegram_full(), option=orjson.OPT_INDENT_2),
+    "ios": exports.IOS_CHAT.encode(),
+    "android": exports.ANDROID_CHAT.encode(),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(SAMPLES))
+def test_damaged_exports_give_bad_input_never_a_crash(kind: str) -> None:
+    """Real exports with bytes flipped, cut or spliced: parsing either succeeds or raises
+    BadInput (a 400), never anything that would be a 500."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    data = SAMPLES[kind]
+
+    @settings(max_examples=150, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(st.lists(st.tuples(st.integers(0, len(data) - 1), st.binary(min_size=0, max_size=4)), min_size=1, max_size=4),
+           st.integers(1, len(data)))
+    def run(edits: list[tuple[int, bytes]], cut: int) -> None:
+        damaged = bytearray(data[:cut])
+        for at, chunk in edits:
+            damaged[at : at + len(chunk)] = chunk
+        for options in (Options(me="Alice"), Options(guess_me=True)):
+            try:
+                parse_export(bytes(damaged), options)
+            except BadInput:
+                pass
+
+    run()
+
+
+def test_android_subject_changes_are_system_lines() -> None:
+    text = ('01/02/2023, 10:00 - Ann: hi\n01/02/2023, 10:01 - Ben changed the subject from "Trip: 2023" to "Trip: 2024"\n'
+            '01/02/2023, 10:02 - Ben: ok\n')
+    records, ignored = whatsapp_export.parse(text, me="Ann")
+    assert [r.sender_name for r in records] == ["Ann", "Ben"] and sum(ignored.values()) == 1
