@@ -200,8 +200,8 @@ async def _apply_delete(conn: AsyncConnection, row: dict[str, Any]) -> int:
 
 
 async def _apply_reaction(conn: AsyncConnection, row: dict[str, Any], change: Change) -> int:
-    """Add or take back one (emoji, sender) on a stored message; a reaction to a message we
-    never stored is dropped (there is nothing to show it on)."""
+    """Add or take back one (emoji, sender) on a stored message (an empty emoji taken back: all of
+    the sender's); a reaction to a message we never stored is dropped (nothing to show it on)."""
     reaction = change.reaction
     if reaction is None:
         return 0
@@ -212,7 +212,9 @@ async def _apply_reaction(conn: AsyncConnection, row: dict[str, Any], change: Ch
     if current is None:
         return 0
     entry = {"emoji": reaction.emoji, "senderId": reaction.sender_id}
-    kept = [r for r in current if not (r.get("emoji") == entry["emoji"] and r.get("senderId") == entry["senderId"])]
+    anything = not reaction.added and not reaction.emoji  # "took back whatever they had" (WhatsApp)
+    kept = [r for r in current
+            if not (r.get("senderId") == entry["senderId"] and (anything or r.get("emoji") == entry["emoji"]))]
     updated = kept + [{**entry, "at": change.at}] if reaction.added else kept
     if updated == current or (reaction.added and len(kept) < len(current)):
         return 0  # the same reaction again, or taking back one we never saw

@@ -79,7 +79,7 @@ class Message:
 
 @dataclass
 class Reaction:
-    emoji: str
+    emoji: str  # "" with added=False: the sender took back whatever they had (one-per-person platforms)
     sender_id: str | None = None
     added: bool = True  # False: the sender took it back
 

@@ -6,7 +6,8 @@ wa_id is the chat id (it is also what `send` needs as `to`).
 Messages (Cloud API webhook reference): `text.body`; `image|video|audio|document|sticker`
 (media id, `mime_type`, `caption`, document `filename`) as an attachment with the caption as
 text; `location`, `contacts`, `button`, `interactive` replies, `system` notices as text;
-`reaction {message_id, emoji}` (emoji "" = taken back) as a REACTION on the reacted message;
+`reaction {message_id, emoji}` as REACTIONs on the reacted message (one per person: the
+sender's earlier one is taken back first; emoji "" = taken back);
 `context.id` is the message replied to (`context.forwarded` alone is no reply); `unsupported`
 (what Meta sends for message kinds the API does not carry) is kept with empty text.
 Statuses `{id, status: sent|delivered|read|failed, timestamp, recipient_id}` report on OUR
@@ -37,9 +38,12 @@ def normalize(envelope: Envelope, account: Account | None = None) -> list[Change
         reaction = message.get("reaction") or {}
         if not reaction.get("message_id"):
             raise ValueError("WhatsApp reaction without message_id")
-        emoji = str(reaction.get("emoji") or "")
-        return [Change(ChangeKind.REACTION, sender, str(reaction["message_id"]), at=at,
-                       reaction=Reaction(emoji=emoji, sender_id=sender, added=bool(emoji)))]
+        # one reaction per person: a new emoji replaces theirs, "" takes it back
+        target, emoji = str(reaction["message_id"]), str(reaction.get("emoji") or "")
+        cleared = Change(ChangeKind.REACTION, sender, target, at=at, reaction=Reaction("", sender, added=False))
+        if not emoji:
+            return [cleared]
+        return [cleared, Change(ChangeKind.REACTION, sender, target, at=at, reaction=Reaction(emoji, sender))]
     contact = payload.get("contact") if isinstance(payload.get("contact"), dict) else {}
     name = (contact.get("profile") or {}).get("name")
     context = message.get("context") if isinstance(message.get("context"), dict) else {}

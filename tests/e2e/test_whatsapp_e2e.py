@@ -1,6 +1,7 @@
 """WhatsApp Cloud API end to end: register a number through `/api/whatsapp/register-socket`,
 Meta's verification GET, signed deliveries -> `/api/whatsapp/webhook/{accountId}` -> stream ->
-store exactly once through Meta's redeliveries, forgeries refused with nothing stored, a reply
+store exactly once through Meta's redeliveries, forgeries refused with nothing stored, one
+reaction per person (replaced, taken back), a reply
 sent through the Graph API fake, and Meta's status deliveries recorded on that outbound row
 (never moving back: read stays read when a late `delivered` arrives)."""
 
@@ -68,6 +69,15 @@ async def test_register_receive_send_and_statuses(backend: str, tmp_path: Path) 
             assert sorted(m["nativeId"] for m in stored) == sorted(ids)
             assert {m["chatId"] for m in stored} == {ALICE, BOB} and all(m["chatType"] == "dm" for m in stored)
 
+            # one reaction per person: a new emoji replaces Alice's, an empty one takes it back
+            async def reactions() -> list[str]:
+                (target,) = [m for m in await _stored(hub, headers, account_id) if m["nativeId"] == ids[1]]
+                return [r["emoji"] for r in target["reactions"]]
+
+            for emoji, expected in (("👍", ["👍"]), ("❤️", ["❤️"]), ("", [])):
+                assert await meta.deliver(hook, meta.reaction(ALICE, "Alice", ids[1], emoji)) == 200
+                await eventually(lambda: _equal(reactions(), expected), what=f"reactions {expected}")
+
             # answer Alice, as a reply; then Meta reports on our message
             sent = await hub.client.post("/api/messages", headers=headers, json={
                 "accountId": account_id, "chatId": ALICE, "text": "thanks!", "replyToId": ids[1],
@@ -96,4 +106,8 @@ async def test_register_receive_send_and_statuses(backend: str, tmp_path: Path) 
 
 
 async def _is(value: Any, expected: str) -> bool:
+    return await value == expected
+
+
+async def _equal(value: Any, expected: list[str]) -> bool:
     return await value == expected

@@ -49,11 +49,13 @@ def test_a_reply_points_at_context_id_and_a_forward_does_not() -> None:
 
 
 def test_reactions_are_added_and_taken_back() -> None:
-    (added,) = changes(META.reaction(ALICE, "Alice", "wamid.target", "👍"))
+    cleared, added = changes(META.reaction(ALICE, "Alice", "wamid.target", "👍"))
     assert added.kind is ChangeKind.REACTION and added.native_id == "wamid.target" and added.chat_id == ALICE
     assert (added.reaction.emoji, added.reaction.sender_id, added.reaction.added) == ("👍", ALICE, True)
+    assert (cleared.native_id, cleared.reaction.emoji, cleared.reaction.sender_id, cleared.reaction.added) == (
+        "wamid.target", "", ALICE, False)  # one per person: a new one replaces Alice's earlier one
     (removed,) = changes(META.reaction(ALICE, "Alice", "wamid.target", ""))
-    assert removed.reaction.added is False
+    assert (removed.reaction.emoji, removed.reaction.added) == ("", False)
 
 
 def test_statuses_become_status_changes_on_our_message() -> None:
