@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from api.auth import Principal, authenticate, hub_of
+from api.auth import Principal, authenticate, hub_of, principal_from_token
 from api.endpoint import endpoint, query_dict, read_json
 from api.errors import ApiError, bad_request, not_found
 from api.responses import json
@@ -386,15 +386,47 @@ async def account_webhook(request: Request) -> Response:
     return _reply(reply)
 
 
-async def telegram_user_listener(request: Request) -> Response:
-    """`/api/telegram/user-listener/init`: the MTProto user account arrives with its connector."""
-    await authenticate(request)
-    raise ApiError(
-        400,
-        "The Telegram user-account listener is not available in this hub yet",
-        "platform_not_available",
-        "connect a bot with POST /api/telegram/listener/init {botToken}",
-    )
+async def _query_token_user(request: Request) -> Principal:
+    """openloomi's client sends GET `?userId&authToken`: that token counts like a bearer one."""
+    try:
+        return await authenticate(request)
+    except ApiError:
+        token = request.query_params.get("authToken")
+        principal = await principal_from_token(hub_of(request), token) if token else None
+        if principal is None:
+            raise
+        return principal
+
+
+@endpoint(auth=False)
+async def telegram_user_listener(request: Request):
+    """`/api/telegram/user-listener/init` (openloomi's name): start the `telegram_user` login flow
+    (phone -> code -> 2FA password); the next steps go to `/api/integrations/telegram_user/login/{loginId}`.
+    With an account already signed in and no `phone` given, answers `already_running`."""
+    user = await _query_token_user(request)
+    if request.query_params.get("userId") not in (None, user.id):
+        raise ApiError(403, "userId is not the signed-in user", "forbidden")
+    hub = hub_of(request)
+    fields: Any = {k: v for k, v in query_dict(request).items() if k not in ("userId", "authToken")}
+    if request.method == "POST":
+        body = await read_json(request)
+        if body is not None and not isinstance(body, dict):
+            raise bad_request("Request body must be a JSON object")
+        fields.update(body or {})
+    connector = connector_for(hub, "telegram_user", LoginFlow)
+    if not fields.get("phone"):
+        async with hub.engine.connect() as conn:
+            mine = await account_store.list_rows(conn, user.id, enabled_only=True)
+        row = next((r for r in mine if r["platform"] == "telegram_user" and r["credentials"]), None)
+        if row is not None:
+            return {"success": True, "status": "already_running", "message": "telegram_user listener already running",
+                    "account": await account_json(hub, row)}
+    step = await _platform_call("telegram_user", connector.login_start(fields, setup_context(request, user)))
+    answer = await _step_answer(hub, user, "telegram_user", secrets.token_urlsafe(16), step)
+    if "status" not in answer:
+        answer["status"] = "login_required"
+        answer["message"] = step.message
+    return answer
 
 
 routes = [
