@@ -222,3 +222,12 @@ def test_httpx_request_lines_are_quiet_unless_debug() -> None:
         root.setLevel(saved[1])
         for name in logs.CHATTY:
             logging.getLogger(name).setLevel(logging.NOTSET)
+
+
+def test_thousands_of_known_values_mask_whole_values_only() -> None:
+    many = ["many" + secrets.token_urlsafe(24) for _ in range(3000)]
+    logs.remember_secrets({"tokens": many})
+    prefix_only = many[0][:12]
+    line = f"GET /x?y=1 sent {many[-1]} and {many[0]}tail, not {prefix_only}"
+    masked = logs.redact(line)
+    assert many[-1] not in masked and many[0] not in masked and prefix_only in masked and "tail" in masked
