@@ -68,6 +68,13 @@ PLATFORMS: dict[str, Platform] = {
             abilities=_abilities("credentials", "webhook", "disconnect"),
         ),
         Platform(
+            "telegram_user",  # a person's own account over MTProto (Telethon picks the data centres)
+            "https://api.telegram.org",  # unused: MTProto addresses come from Telethon's DC table
+            connector="connectors.telegram_user.connector:TelegramUserConnector",
+            settings_model="connectors.telegram_user.settings:TelegramUserSettings",
+            abilities=_abilities("login_flow", "backfill"),
+        ),
+        Platform(
             "discord",
             "https://discord.com/api/v10",
             authorize_url="https://discord.com/oauth2/authorize",
