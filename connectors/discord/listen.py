@@ -11,7 +11,7 @@ and it turns every event into cached models we would throw away. So this module 
 socket and replaces the loop around it:
 
 - `_Socket.received_message` hands each dispatch we keep to `ctx.emit` *before* discord.py
-  records its sequence number. Discord has no per-event ack; the sequence number is the ack
+  records its sequence number (a burst that is already buffered goes in one emit). Discord has no per-event ack; the sequence number is the ack
   (heartbeats and RESUME carry it), so an event is never acknowledged before it is queued,
   and the resume state `{session_id, seq, resume_url}` is saved atomically with it.
 - The loop opens the socket with `from_client(session=, sequence=, resume=)` from the saved
@@ -52,6 +52,7 @@ INTENTS.message_content = True  # privileged: without it `content` is empty
 
 CONNECT_TIMEOUT = 60.0
 CLOSE_TIMEOUT = 2.0  # s to say goodbye on the socket when stopping
+MAX_BATCH = 500  # dispatches per emit
 REIDENTIFY_DELAY = 5.0  # s before a new IDENTIFY (discord.py's own pause; Discord asks 1-5 s)
 GUILD_KEYS = ("id", "name", "channels", "threads")  # what GUILD_CREATE keeps; members etc. dropped
 
@@ -80,9 +81,12 @@ class _Client(discord.Client):
 
 
 class _Socket(DiscordWebSocket):
-    """discord.py's gateway socket; dispatches go to `sink` before their `s` counts."""
+    """discord.py's gateway socket; dispatches go to `sink` before their `s` counts. Dispatches
+    that are already waiting behind each other are emitted together (one durable write for a
+    burst, e.g. a RESUME replay), up to MAX_BATCH."""
 
     sink: _Gateway  # set on the per-listener subclass (`gateway` is taken: the URL)
+    _pending: list[tuple[dict[str, Any], str]]
 
     async def received_message(self, msg: Any, /) -> None:
         if type(msg) is bytes:  # decompress here: the zlib stream must be read exactly once
@@ -91,11 +95,34 @@ class _Socket(DiscordWebSocket):
                 return
         frame = discord.utils._from_json(msg)
         kind = frame.get("t") if frame.get("op") == self.DISPATCH else None
+        pending = self.__dict__.setdefault("_pending", [])
         if kind in EVENTS:
-            await self.sink.dispatched(self, frame)
-        await super().received_message(msg)  # discord.py's bookkeeping, `sequence` included
-        if kind in ("READY", "RESUMED"):
-            await self.sink.session_started(self, kind)
+            pending.append((frame, msg))
+            if len(pending) < MAX_BATCH and _frames_waiting(self):
+                return  # the next frame is already here: emit them together
+        await self._flush()
+        if kind not in EVENTS:
+            await super().received_message(msg)  # discord.py's bookkeeping: HELLO, acks, op 7/9…
+            if kind in ("READY", "RESUMED"):
+                await self.sink.session_started(self, kind)
+
+    async def _flush(self) -> None:
+        """Emit the pending dispatches, then let discord.py count them (its `sequence` is what
+        heartbeats and RESUME send: Discord's only ack). If the socket dies first, they were
+        never counted, and RESUME replays them."""
+        batch, self._pending = self.__dict__.get("_pending", []), []
+        if not batch:
+            return
+        await self.sink.dispatched(self, [frame for frame, _ in batch])
+        for _, msg in batch:
+            await super().received_message(msg)
+
+
+def _frames_waiting(ws: DiscordWebSocket) -> bool:
+    """Whether aiohttp already holds another frame of this socket. There is no public call for
+    it; without the private buffer the answer is False and every dispatch is emitted alone."""
+    buffer = getattr(getattr(ws.socket, "_reader", None), "_buffer", None)
+    return bool(buffer)
 
 
 class _Gateway:
@@ -104,10 +131,10 @@ class _Gateway:
         self.had_session = bool((ctx.resume or {}).get("session_id"))
         self.sessions = 0  # READY or RESUMED seen: the connection works
 
-    async def dispatched(self, ws: DiscordWebSocket, frame: dict[str, Any]) -> None:
-        event = to_event(frame, ws.session_id)
-        if event is not None:
-            await self.ctx.emit([event], resume=resume_state(ws, frame.get("s")))
+    async def dispatched(self, ws: DiscordWebSocket, frames: list[dict[str, Any]]) -> None:
+        events = [e for e in (to_event(f, ws.session_id) for f in frames) if e is not None]
+        if events:
+            await self.ctx.emit(events, resume=resume_state(ws, frames[-1].get("s")))
 
     async def session_started(self, ws: DiscordWebSocket, kind: str) -> None:
         await self.ctx.emit([], resume=resume_state(ws, ws.sequence))

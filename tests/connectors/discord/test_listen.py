@@ -208,3 +208,22 @@ async def test_gateway_down_for_a_while_backs_off_then_resumes(fake: FakeDiscord
         await wait_until(lambda: len(texts(ctx)) == 3, timeout=10)
     assert [e.payload["d"]["id"] for e in ctx.of("MESSAGE_CREATE")] == missed
     assert len(fake.identifies) == 1 and len(fake.resumes) == 1
+
+
+async def test_a_burst_already_received_is_emitted_together_in_order(fake: FakeDiscord, world: dict[str, str],
+                                                                    connector: DiscordConnector) -> None:
+    sizes: list[int] = []
+
+    async def slow_first(events: list[WebhookEvent]) -> None:
+        if events and events[0].payload["t"] == "MESSAGE_CREATE":
+            sizes.append(len(events))
+            if len(sizes) == 1:
+                await asyncio.sleep(0.3)  # the rest of the burst piles up behind this write
+
+    ctx = RecordingAppContext(on_emit=slow_first)
+    async with Listening(connector, ctx):
+        ids = [fake.post_message(world["general"], world["alice"], f"burst {i}") for i in range(30)]
+        await wait_until(lambda: len(texts(ctx)) == 30, timeout=5)
+    assert [e.payload["d"]["id"] for e in ctx.of("MESSAGE_CREATE")] == ids
+    assert max(sizes) > 1 and len(sizes) < 30 and sum(sizes) == 30
+    assert ctx.resume["seq"] == ctx.of("MESSAGE_CREATE")[-1].payload["s"]
