@@ -29,7 +29,9 @@ from typing import Any
 from telethon import TelegramClient, errors
 from telethon import password as srp
 from telethon.crypto import AuthKey
+from telethon.extensions import BinaryReader
 from telethon.tl import functions, types
+from telethon.tl.tlobject import TLObject
 
 __all__ = ["FakeTelegram", "FakeSender"]
 
@@ -38,6 +40,17 @@ __all__ = ["FakeTelegram", "FakeSender"]
 PRIME = next(bytes(c) for c in srp.check_prime_and_good.__code__.co_consts if isinstance(c, tuple) and len(c) == 256)
 G = 3
 WRAPPERS = (functions.InvokeWithLayerRequest, functions.InitConnectionRequest, functions.InvokeWithoutUpdatesRequest)
+
+
+def wire(obj: Any) -> Any:
+    """Serialize and parse back, as the bytes would travel: the client never shares the
+    server's objects (and the TL encoding of every answer is exercised)."""
+    if isinstance(obj, list):
+        return [wire(o) for o in obj]
+    if isinstance(obj, TLObject):
+        with BinaryReader(bytes(obj)) as reader:
+            return reader.tgread_object()
+    return obj
 
 
 def now() -> dt.datetime:
@@ -82,6 +95,7 @@ class FakeSender:
             raise ConnectionError("Telegram is unreachable")
         if not self.auth_key.key:
             self.auth_key = AuthKey(os.urandom(256))  # what the DH exchange would produce
+        self.world.known_key(self.auth_key)
         self._connected = True
         self._disconnected = asyncio.get_running_loop().create_future()
         self.world.senders.append(self)
@@ -119,7 +133,7 @@ class FakeSender:
             future.set_exception(ConnectionError("Cannot send requests while disconnected"))
             return future
         try:
-            future.set_result(self.world.answer(self, request))
+            future.set_result(wire(self.world.answer(self, request)))
         except Exception as err:  # noqa: BLE001 - RPC errors travel in the future, as from Telegram
             future.set_exception(err)
         return future
@@ -133,7 +147,7 @@ class FakeSender:
 
     def push(self, updates: Any) -> None:
         if self._connected and not self.muted:
-            self.updates_queue.put_nowait(updates)
+            self.updates_queue.put_nowait(wire(updates))
 
 
 @dataclass
@@ -155,6 +169,7 @@ class FakeTelegram:
     code_expired: bool = False
     _keys: dict[int, _Key] = field(default_factory=dict)
     _srp: dict[int, _Srp] = field(default_factory=dict)
+    _revoked: set[int] = field(default_factory=set)
     _ids: Any = field(default_factory=lambda: itertools.count(1001))
 
 
@@ -183,6 +198,11 @@ class FakeTelegram:
                                          participants_count=3, date=now(), version=1)
         return self.chats[chat_id]
 
+    def known_key(self, auth_key: AuthKey) -> None:
+        """A key made on this connection (or brought back in a session) that was never revoked."""
+        if auth_key.key_id not in self._revoked:
+            self._keys.setdefault(auth_key.key_id, _Key())
+
     def authorize_all(self) -> None:
         """Every auth key seen so far is signed in (a session made elsewhere)."""
         for key in self._keys.values():
@@ -190,6 +210,7 @@ class FakeTelegram:
 
     def revoke_all(self) -> None:
         """The person ended every session (Settings > Devices): each key is unregistered."""
+        self._revoked |= set(self._keys)
         self._keys.clear()
 
     def drop(self) -> None:
