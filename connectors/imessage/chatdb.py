@@ -17,20 +17,29 @@ from typing import Any
 from urllib.parse import quote
 
 REQUIRED_TABLES = {"message", "handle", "chat", "chat_message_join", "attachment", "message_attachment_join"}
+# message columns read here; date_edited/date_retracted arrived with macOS 13 (Ventura)
+REQUIRED_COLUMNS = {"guid", "text", "attributedBody", "handle_id", "is_from_me", "date", "date_edited", "date_retracted",
+                    "item_type", "group_title", "associated_message_guid", "associated_message_type",
+                    "thread_originator_guid", "destination_caller_id", "cache_has_attachments"}
 
 MESSAGES = """
 SELECT m.ROWID AS rowid, m.guid, m.text, m.attributedBody AS attributed_body, m.service, m.is_from_me, m.date,
-       m.date_edited, m.item_type, m.group_title, m.associated_message_guid, m.associated_message_type,
+       m.date_edited, m.date_retracted, m.item_type, m.group_title, m.associated_message_guid, m.associated_message_type,
        m.thread_originator_guid, m.reply_to_guid, m.destination_caller_id, m.account, m.cache_has_attachments,
        h.id AS handle, c.guid AS chat_guid, c.chat_identifier, c.display_name, c.style AS chat_style
 FROM message m
 LEFT JOIN handle h ON h.ROWID = m.handle_id
 LEFT JOIN chat_message_join cmj ON cmj.message_id = m.ROWID
 LEFT JOIN chat c ON c.ROWID = cmj.chat_id
-WHERE m.ROWID > ?
+WHERE {where}
 ORDER BY m.ROWID
 LIMIT ?
 """
+NEW = MESSAGES.format(where="m.ROWID > ?")
+# Apple allows editing for 15 minutes and unsending for 2: only recent rows can change, so the
+# scan is a primary-key range (the last EDIT_WINDOW_ROWS rows), never the whole table
+EDITED = MESSAGES.format(where="m.ROWID > ? AND (m.date_edited > ? OR m.date_retracted > ?)")
+EDIT_WINDOW_ROWS = 2000
 
 ATTACHMENTS = """
 SELECT maj.message_id, a.guid, a.filename, a.mime_type, a.uti, a.transfer_name, a.total_bytes
@@ -54,12 +63,27 @@ def open_readonly(path: str | Path) -> sqlite3.Connection:
     if not REQUIRED_TABLES <= tables:
         db.close()
         raise ValueError(f"{file} is not a Messages database (missing tables {sorted(REQUIRED_TABLES - tables)})")
+    columns = {r[1] for r in db.execute("PRAGMA table_info(message)")}
+    if not REQUIRED_COLUMNS <= columns:
+        db.close()
+        raise ValueError(f"{file} is from a macOS older than 13 (message lacks {sorted(REQUIRED_COLUMNS - columns)})")
     return db
 
 
 def read_after(db: sqlite3.Connection, rowid: int, limit: int) -> list[dict[str, Any]]:
     """Up to `limit` messages with ROWID > `rowid`, oldest first, each with its chat and attachments."""
-    rows = [dict(r) for r in db.execute(MESSAGES, (rowid, limit))]
+    return _complete(db, [dict(r) for r in db.execute(NEW, (rowid, limit))])
+
+
+def read_edited(db: sqlite3.Connection, up_to_rowid: int, since: int, limit: int) -> list[dict[str, Any]]:
+    """Messages among the recent rows (ROWID <= `up_to_rowid`) edited or unsent after `since`
+    (Apple's nanoseconds), marked `"change": "edit"`."""
+    rows = [dict(r) for r in db.execute(EDITED, (up_to_rowid - EDIT_WINDOW_ROWS, since, since, limit))]
+    rows = [r for r in rows if r["rowid"] <= up_to_rowid]  # newer rows arrive as new messages
+    return [{**r, "change": "edit"} for r in _complete(db, rows)]
+
+
+def _complete(db: sqlite3.Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     seen: dict[int, dict[str, Any]] = {}
     for row in rows:  # a message in two chats (rare: merged SMS/iMessage threads) is read once
         seen.setdefault(row["rowid"], row)

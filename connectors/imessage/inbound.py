@@ -14,6 +14,9 @@
   `bp:` prefix. Other associated types (stickers 1000, polls…) carry no message.
 - `item_type` 2 with `group_title`: the group was renamed (a CHAT change); other item types
   (members joined/left, group photo) are not messages.
+- edits (macOS 13+): the row's text changes and `date_edited` is set; the poller re-reads
+  such rows marked `"change": "edit"` -> an EDIT. Unsent: `date_retracted`, or edited down to
+  no body -> a DELETE (also when first seen so).
 """
 
 from __future__ import annotations
@@ -36,10 +39,14 @@ def normalize(envelope: Envelope, account: Account | None = None) -> list[Change
     chat_id, at = str(row["chat_guid"]), apple_ms(row.get("date"))
     is_self = bool(row.get("is_from_me"))
     sender = _self_address(row) if is_self else row.get("handle")
-    kind = int(row.get("associated_message_type") or 0)
+    kind, item_type = int(row.get("associated_message_type") or 0), int(row.get("item_type") or 0)
+    edit = row.get("change") == "edit"
+    if edit and (kind or item_type):
+        return []  # a tapback or a group event does not change after the fact
     if kind:
         return _tapback(row, kind, chat_id, sender, at)
-    item_type = int(row.get("item_type") or 0)
+    if _unsent(row):
+        return [Change(ChangeKind.DELETE, chat_id, str(row["guid"]), at=apple_ms(row.get("date_retracted") or row["date_edited"]))]
     if item_type == 2 and row.get("group_title"):
         return [Change(ChangeKind.CHAT, chat_id, "", at=at, chat=ChatInfo(name=str(row["group_title"])))]
     if item_type:
@@ -59,7 +66,17 @@ def normalize(envelope: Envelope, account: Account | None = None) -> list[Change
         attachments=[_attachment(a) for a in row.get("attachments") or []],
         edited_at=apple_ms(row["date_edited"]) if row.get("date_edited") else None,
     )
+    if edit:
+        return [Change(ChangeKind.EDIT, chat_id, message.native_id, message, at=message.edited_at or at)]
     return [Change(ChangeKind.UPSERT, chat_id, message.native_id, message)]
+
+
+def _unsent(row: dict[str, Any]) -> bool:
+    """Unsent ("retracted"): `date_retracted` set, or edited down to nothing (how Messages
+    leaves an unsent message: its body gone, `date_edited` set)."""
+    if row.get("date_retracted"):
+        return True
+    return bool(row.get("date_edited")) and not row.get("text") and not row.get("attributed_body") and not row.get("attachments")
 
 
 def apple_ms(value: Any) -> int:

@@ -1,6 +1,9 @@
 """The poller: new chat.db rows by ROWID, emitted with the last ROWID as the resume state (one
 atomic write with the queue), so a restart continues exactly where the queue ends: nothing
 read twice, nothing skipped. The first run starts at ROWID 0, i.e. reads the whole history.
+Edits and unsends change an existing row (`date_edited`, `date_retracted`): each poll also
+looks at the recent rows (Apple allows both only for minutes) changed since the newest change
+it has seen, saved with the ROWID.
 
 Only the machine holding the file can read it: on a hub with workers on several machines, a
 worker elsewhere that takes the account fails to open it and backs off (reported on the
@@ -15,7 +18,9 @@ import sqlite3
 import time
 
 from connectors.base import AccountState, Envelope, ListenContext
-from connectors.imessage.chatdb import open_readonly, read_after
+from connectors.imessage.chatdb import open_readonly, read_after, read_edited
+
+APPLE_EPOCH_NS = 978_307_200 * 1_000_000_000
 
 
 async def poll(ctx: ListenContext, *, interval: float, batch: int) -> None:
@@ -30,20 +35,33 @@ async def poll(ctx: ListenContext, *, interval: float, batch: int) -> None:
         raise
     try:
         rowid = int(ctx.resume.get("rowid") or 0)
+        # first run: the history read from ROWID 0 already shows every edit made so far
+        edited = int(ctx.resume["edited"]) if "edited" in ctx.resume else apple_now()
         await ctx.report(AccountState.CONNECTED, f"polling {path}")
         while True:
             try:
                 rows = await asyncio.to_thread(read_after, db, rowid, batch)
+                if rows:
+                    rowid = max(r["rowid"] for r in rows)
+                changed = await asyncio.to_thread(read_edited, db, rowid, edited, batch) if len(rows) < batch else []
             except sqlite3.OperationalError as err:  # "database is locked" while Messages checkpoints: next poll
                 if "locked" not in str(err) and "busy" not in str(err):
                     raise
-                rows = []
-            if rows:
+                rows = changed = []
+            if changed:
+                edited = max(max(r["date_edited"] or 0, r["date_retracted"] or 0) for r in changed)
+            if rows or changed:
                 now = int(time.time() * 1000)
-                rowid = max(r["rowid"] for r in rows)
                 envelopes = [Envelope("imessage", ctx.account.id, str(r["guid"]), now, r, "listen") for r in rows]
-                await ctx.emit(envelopes, resume={"rowid": rowid})
+                envelopes += [Envelope("imessage", ctx.account.id, f"{r['guid']}:edit:{max(r['date_edited'] or 0, r['date_retracted'] or 0)}",
+                                       now, r, "listen") for r in changed]
+                await ctx.emit(envelopes, resume={"rowid": rowid, "edited": edited})
             if len(rows) < batch:
                 await asyncio.sleep(interval)
     finally:
         db.close()
+
+
+def apple_now() -> int:
+    """Now in Apple's time (nanoseconds since 2001-01-01), what `date_edited` is written in."""
+    return time.time_ns() - APPLE_EPOCH_NS

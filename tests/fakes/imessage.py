@@ -4,7 +4,8 @@ message_attachment_join, with their real column names and defaults), written the
 Messages writes it: WAL journal, a row per message with `date` in nanoseconds since
 2001-01-01, the text in `attributedBody` (an archived NSAttributedString, typedstream) and
 `text` often NULL, tapbacks as rows with `associated_message_type` 2000-2005 (3000-3005 to
-take back) pointing at `p:<part>/<guid>`, inline replies with `thread_originator_guid`.
+take back) pointing at `p:<part>/<guid>`, inline replies with `thread_originator_guid`, edits
+and unsends changing the row in place (`date_edited`, `date_retracted`).
 
 `archived(text)` builds the attributedBody blob byte for byte as NSArchiver lays it out
 (NSMutableAttributedString -> NSString "+" contents, then the `iI` attribute run and its
@@ -178,6 +179,22 @@ class ChatDb:
                 a_id = self.db.execute("SELECT ROWID FROM attachment WHERE guid = ?", (a_guid,)).fetchone()[0]
                 self.db.execute("INSERT INTO message_attachment_join VALUES (?, ?)", (rowid, a_id))
         return guid
+
+    def edit(self, guid: str, text: str) -> None:
+        """An edit (macOS 13+): the row's body becomes the new text, `date_edited` is set
+        (the history goes to message_summary_info, which the hub does not read)."""
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("UPDATE message SET attributedBody = ?, text = NULL, date_edited = ? WHERE guid = ?",
+                            (archived(text), apple_ns(), guid))
+
+    def unsend(self, guid: str, *, retracted_column: bool = False) -> None:
+        """An unsend: the body removed and `date_edited` set, or `date_retracted` where set."""
+        column = "date_retracted" if retracted_column else "date_edited"
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute(f"UPDATE message SET attributedBody = NULL, text = NULL, {column} = ? WHERE guid = ?",
+                            (apple_ns(), guid))
 
     def react(self, chat_id: int, sender: str | None, target: str, emoji: str, *, remove: bool = False) -> str:
         kind = TAPBACKS[emoji] + (1000 if remove else 0)

@@ -3,15 +3,15 @@ written the way the Messages app writes it (tests/fakes/imessage.py: WAL, attrib
 typedstreams, tapback rows), connected through `POST /api/imessage/init-self-listener {dbPath}`
 and polled by the hub's worker.
 
-Abilities: reply (inline replies, `thread_originator_guid`), attachment, reaction (tapbacks),
-backfill: what chat.db held before connecting arrives because the poller's first run starts at
+Abilities: edit and delete (macOS 13+ edits and unsends change the row in place: the poller
+re-reads recent changed rows), reply (inline replies, `thread_originator_guid`), attachment,
+reaction (tapbacks), backfill: what chat.db held before connecting arrives because the poller's first run starts at
 ROWID 0 (the whole history), and what was written while the hub was away because it resumes
 at the saved ROWID; there is no separate history API, so the connector is no Backfiller and
 the suite's gap job finds nothing to do. Not: send (no AppleScript bridge to Messages here),
 webhook (none), disconnect (a file has
 no connection to drop; a restart resuming at the saved ROWID is in
-tests/connectors/imessage/test_listen.py), edit/delete (edits and unsends change an existing
-row, which polling by ROWID does not see), mention (kept only in attributedBody's attributes),
+tests/connectors/imessage/test_listen.py), mention (kept only in attributedBody's attributes),
 rate_limit (nothing remote).
 """
 
@@ -29,7 +29,7 @@ ALICE = "+15550109999"
 
 class Driver:
     platform = "imessage"
-    abilities = {"reply", "attachment", "reaction", "backfill"}
+    abilities = {"edit", "delete", "reply", "attachment", "reaction", "backfill"}
 
     def __init__(self) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="loomi-imessage-"))
@@ -53,10 +53,10 @@ class Driver:
         return self.messages.message(self.chat, ALICE, text, reply_to=kw.get("reply_to"), attachment=attachment)
 
     async def edit(self, native_id: str, text: str) -> None:
-        raise NotImplementedError("see the module docstring")
+        self.messages.edit(native_id, text)
 
     async def delete(self, native_id: str) -> None:
-        raise NotImplementedError("see the module docstring")
+        self.messages.unsend(native_id)
 
     async def react(self, native_id: str, emoji: str) -> None:
         self.messages.react(self.chat, ALICE, native_id, emoji)

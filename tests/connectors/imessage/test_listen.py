@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from config.settings import load_settings
-from connectors.base import AccountState, Envelope, Outbound, SetupContext
+from connectors.base import AccountState, ChangeKind, Envelope, Outbound, SetupContext
 from connectors.imessage.chatdb import open_readonly
 from connectors.imessage.connector import IMessageConnector, SendingUnavailable
 from tests.connectors.imessage.conftest import ALICE, BOB, account
-from tests.fakes.imessage import ChatDb
+from tests.fakes.imessage import SCHEMA, ChatDb
 from tests.waiting import wait_until
 
 SETUP = SetupContext(user_id="user-1", public_url="http://127.0.0.1:3414")
@@ -69,7 +69,7 @@ async def test_history_then_new_rows_once_each_and_a_restart_resumes(chatdb: Cha
     live = [chatdb.message(chat, BOB if i % 2 else ALICE, f"live {i}") for i in range(5)]
     await wait_until(lambda: len(ctx.envelopes) == 12)
     assert ctx.guids() == history + live
-    assert ctx.resume == {"rowid": max(e.payload["rowid"] for e in ctx.envelopes)}
+    assert ctx.resume["rowid"] == max(e.payload["rowid"] for e in ctx.envelopes)
     await stop(task)
 
     while_away = [chatdb.message(chat, ALICE, f"while away {i}") for i in range(3)]
@@ -78,6 +78,37 @@ async def test_history_then_new_rows_once_each_and_a_restart_resumes(chatdb: Cha
     await wait_until(lambda: len(again.envelopes) == 3)
     await asyncio.sleep(0.2)  # a duplicate would arrive by now
     assert again.guids() == while_away
+    await stop(task)
+
+
+async def test_edits_and_unsends_of_recent_rows_are_seen_once(chatdb: ChatDb) -> None:
+    chat = chatdb.chat([ALICE])
+    old = chatdb.message(chat, ALICE, "typo")
+    ctx = Ctx(chatdb.path)
+    task = asyncio.create_task(connector().listen(ctx))
+    await wait_until(lambda: ctx.guids() == [old])
+    chatdb.edit(old, "fixed")
+    await wait_until(lambda: len(ctx.envelopes) == 2)
+    edit = ctx.envelopes[1]
+    assert edit.delivery_id.startswith(f"{old}:edit:") and edit.payload["change"] == "edit"
+    (change,) = connector().normalize(edit, ctx.account)
+    assert change.kind is ChangeKind.EDIT and change.message.text == "fixed" and change.at == change.message.edited_at
+    gone = chatdb.message(chat, ALICE, "oops")
+    await wait_until(lambda: len(ctx.envelopes) == 3)
+    chatdb.unsend(gone)
+    await wait_until(lambda: len(ctx.envelopes) == 4)
+    (deleted,) = connector().normalize(ctx.envelopes[3], ctx.account)
+    assert deleted.kind is ChangeKind.DELETE and deleted.native_id == gone
+    await asyncio.sleep(0.3)  # each change is read once: the watermark moved past it
+    assert len(ctx.envelopes) == 4
+    await stop(task)
+
+    chatdb.unsend(old, retracted_column=True)  # while the poller is stopped
+    again = Ctx(chatdb.path, resume=ctx.resume)
+    task = asyncio.create_task(connector().listen(again))
+    await wait_until(lambda: len(again.envelopes) == 1)
+    (deleted,) = connector().normalize(again.envelopes[0], again.account)
+    assert deleted.kind is ChangeKind.DELETE and deleted.native_id == old
     await stop(task)
 
 
@@ -123,6 +154,11 @@ async def test_connect_checks_the_file_and_names_the_path(tmp_path: Path, chatdb
     sqlite3.connect(other).execute("CREATE TABLE notes (x)").connection.commit()
     with pytest.raises(ValueError, match="not a Messages database"):
         await connector().connect({"dbPath": str(other)}, SETUP)
+    monterey = tmp_path / "monterey.db"
+    with sqlite3.connect(monterey) as db:  # macOS 12 had no edits: no date_edited / date_retracted
+        db.executescript(SCHEMA.replace(" date_retracted INTEGER DEFAULT 0, date_edited INTEGER DEFAULT 0,", ""))
+    with pytest.raises(ValueError, match="older than 13.*date_edited"):
+        await connector().connect({"dbPath": str(monterey)}, SETUP)
 
 
 async def test_the_default_path_is_the_messages_database(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
