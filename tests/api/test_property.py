@@ -129,6 +129,7 @@ def _b64(text: str) -> str:
 ENCODED = st.tuples(st.one_of(NASTY_TEXT, HUGE_INTS.map(str)), st.sampled_from(["", ":msg_1", ":\x00"])).map(lambda t: _b64(t[0] + t[1]))
 NASTY_QUERY = st.one_of(HUGE_INTS.map(str), NASTY_TEXT, ENCODED)
 NASTY_BODY = st.one_of(NASTY, ENCODED)
+RAW_BODIES = st.sampled_from([b"\xff\xfe\x00", b"{", b'{"a": 1e999}', b"[" * 2000, b"nul", b'"\\ud800"', b"\x00", b'{"a":"\\u0000"}', b"  "])
 PATH_TEXT = st.one_of(st.text(alphabet=string.ascii_letters + string.digits + "_-", min_size=1, max_size=30), NASTY_TEXT.filter(bool))
 
 
@@ -141,7 +142,7 @@ def requests_for(draw: st.DrawFn, path: str, op: dict[str, Any]) -> dict[str, An
     body_props = (body_schema or {}).get("properties", {})
     fields = [("query", p["name"]) for p in params if p["in"] == "query"] + [("body", name) for name in body_props]
     fields += [("path", p["name"]) for p in params if p["in"] == "path"]
-    mode = draw(st.sampled_from(["one", "one", "one", "anywhere", "whole-body"]))
+    mode = draw(st.sampled_from(["one", "one", "one", "anywhere", "whole-body"] + (["raw-body"] if body_schema is not None else [])))
     target = draw(st.sampled_from(fields)) if fields and mode == "one" else None
 
     url = path
@@ -158,6 +159,8 @@ def requests_for(draw: st.DrawFn, path: str, op: dict[str, Any]) -> dict[str, An
             query[name] = _as_query_value(draw(from_schema(schema) if mode == "anywhere" else _valid(schema, 0)))
     body: Any = None
     if body_schema is not None:
+        if mode == "raw-body":  # bytes that are not the JSON they claim to be
+            return {"url": url, "params": query, "json": None, "content": draw(RAW_BODIES)}
         if mode == "whole-body":
             body = draw(st.one_of(NASTY_BODY, from_schema(body_schema)))
         elif mode == "anywhere":
@@ -220,7 +223,10 @@ def _drive(base_url: str, headers: dict[str, str], operations: list[Any]) -> lis
             @given(requests_for(path, op))
             def run(request: dict[str, Any]) -> None:
                 kwargs: dict[str, Any] = {"params": request["params"]}
-                if request["json"] is not None or "requestBody" in op:
+                if "content" in request:
+                    kwargs["content"] = request["content"]
+                    kwargs["headers"] = {"content-type": "application/json"}
+                elif request["json"] is not None or "requestBody" in op:
                     kwargs["json"] = request["json"]
                 http.cookies.clear()
                 _check(method, path, op, http.request(method, request["url"], **kwargs))
