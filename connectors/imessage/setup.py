@@ -8,6 +8,7 @@ serve`) is the machine whose worker will read it.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import socket
 from pathlib import Path
@@ -24,7 +25,7 @@ async def connect(fields: dict[str, Any], setup: SetupContext) -> AccountSpec:
     if not isinstance(raw, str):
         raise ValueError("dbPath must be a path")
     path = Path(raw).expanduser()
-    open_readonly(path).close()  # ValueError naming the path when it is missing or not a chat.db
+    (await asyncio.to_thread(open_readonly, path)).close()  # ValueError naming the path: missing, not a chat.db
     real, host = str(path.resolve()), socket.gethostname()
     digest = hashlib.sha256(f"{host}\0{real}".encode()).hexdigest()[:24]
     # nothing secret: the path is the "credential" (an account without credentials counts as disconnected)
