@@ -17,11 +17,10 @@ import random
 import time
 from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
-import httpx
-
 from ai.providers import LOCAL, Provider, ProviderTable, Target, load_table
 from ai.types import AIError, ChatChunk, ChatRequest, ChatResult, Usage, not_configured
 from ai.upstreams import Adapter, Embeddings
+from ai.upstreams.http import Http
 from ai.upstreams.local import LocalBackend, local_provider
 from ai.upstreams.openai import OpenAIUpstream
 from ai.usage import UsageRecorder, count_messages, count_text
@@ -32,16 +31,11 @@ T = TypeVar("T")
 MODELS_CACHE_SECONDS = 60.0
 
 
-def _new_http() -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=60)
-    return httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(60.0, connect=5.0), follow_redirects=False)
-
-
 class Gateway:
-    def __init__(self, hub: Hub, table: ProviderTable, http: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, hub: Hub, table: ProviderTable, http: Http | None = None) -> None:
         self.hub = hub
         self.table = table
-        self.http = http or _new_http()
+        self.http = http or Http()
         self.adapters: dict[str, Adapter] = {"openai": OpenAIUpstream(self.http), LOCAL: LocalBackend()}
         self.usage = UsageRecorder(hub.engine)
         self._models_cache: tuple[float, list[dict[str, Any]]] | None = None

@@ -42,7 +42,7 @@ class UsageRecorder:
     writes whatever is pending (shutdown, tests).
     """
 
-    FLUSH_SECONDS = 0.05
+    FLUSH_SECONDS = 0.25
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine

@@ -7,9 +7,13 @@ form post (`check_not_cross_site`): a JSON body, or a same-origin `Origin`.
 
 from __future__ import annotations
 
+import logging
+import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -17,7 +21,9 @@ from api.errors import ApiError, unauthorized
 from loomi.hub import Hub
 from store.users import load_principal
 
+log = logging.getLogger("loomi.api")
 COOKIE = "loomi_session"
+AUTH_VERSION = "loomi:auth:v:"  # + user id: a new value on logout, password or profile change
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MULTIPART_PATHS = frozenset({"/api/ai/v1/upload", "/api/ai/v1/audio/transcriptions", "/api/messages/import"})  # uploads
 
@@ -46,7 +52,82 @@ def bearer_token(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-async def principal_from_token(hub: Hub, token: str) -> Principal | None:
+class PrincipalCache:
+    """Principals by token, for a few seconds, so a request pays no token decode and no
+    database round trip (through aiosqlite's thread, or a pool checkout) to learn who it is.
+
+    Revocation stays immediate across processes: every hit is checked against the user's
+    version in Redis (`AUTH_VERSION`, one GET), which `forget` changes on logout, password or
+    profile change before the answer goes out. A version that Redis lost (a flush, a fresh
+    embedded Redis) is set to a random value, so it can never match an entry cached before.
+    Without Redis the cache is bypassed, never trusted.
+    """
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, ttl_seconds: float) -> None:
+        self.ttl = ttl_seconds
+        self.entries: dict[str, tuple[float, bytes, Principal]] = {}  # token -> (deadline, version, principal)
+
+    def get(self, token: str) -> tuple[bytes, Principal] | None:
+        hit = self.entries.get(token)
+        if hit is None:
+            return None
+        if hit[0] <= time.monotonic():
+            self.entries.pop(token, None)
+            return None
+        return hit[1], hit[2]
+
+    def put(self, token: str, version: bytes, principal: Principal, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        if len(self.entries) >= self.MAX_ENTRIES:
+            self.entries.pop(next(iter(self.entries)))  # the oldest
+        self.entries[token] = (time.monotonic() + seconds, version, principal)
+
+    def drop_user(self, user_id: str) -> None:
+        for token in [t for t, (_, _, p) in self.entries.items() if p.id == user_id]:
+            self.entries.pop(token, None)
+
+
+def _cache(hub: Hub) -> PrincipalCache | None:
+    ttl = float(getattr(hub.settings, "auth_cache_seconds", 0) or 0)
+    if ttl <= 0:
+        return None
+    cache = hub.extras.get("auth.principals")
+    if cache is None:
+        cache = hub.extras["auth.principals"] = PrincipalCache(ttl)
+    return cache
+
+
+async def _version(hub: Hub, user_id: str) -> bytes | None:
+    """The user's auth version in Redis (made when missing); None when Redis cannot say."""
+    key = AUTH_VERSION + user_id
+    try:
+        version = await hub.redis.get(key)
+        if version is None:
+            await hub.redis.set(key, secrets.token_hex(8).encode(), nx=True)
+            version = await hub.redis.get(key)
+    except (RedisError, OSError):
+        return None
+    return version
+
+
+async def forget(hub: Hub, user_id: str) -> None:
+    """Call after a logout, password or profile change is committed, before answering: every
+    process's cached principals of this user stop being trusted at once."""
+    cache = hub.extras.get("auth.principals")
+    if cache is not None:
+        cache.drop_user(user_id)
+    try:
+        await hub.redis.set(AUTH_VERSION + user_id, secrets.token_hex(8).encode())
+    except (RedisError, OSError):
+        log.warning("could not publish an auth change for a user: other processes trust their cache for up to %ss",
+                    hub.settings.auth_cache_seconds)
+
+
+async def _load_principal(hub: Hub, token: str) -> tuple[Principal, float] | None:
+    """From the database: the principal and for how long (seconds) its token and session hold."""
     claims = hub.tokens.decode(token)
     if claims is None:
         return None
@@ -54,7 +135,34 @@ async def principal_from_token(hub: Hub, token: str) -> Principal | None:
         user = await load_principal(conn, claims.user_id, claims.session_id)
     if user is None or int(user["token_version"]) != claims.version:
         return None
-    return Principal(user=user, session_id=claims.session_id, token=token)
+    now = time.time()
+    valid_for = min(claims.expires_at - now, int(user.get("session_expires_at") or 0) / 1000 - now)
+    return Principal(user=user, session_id=claims.session_id, token=token), valid_for
+
+
+async def principal_from_token(hub: Hub, token: str) -> Principal | None:
+    cache = _cache(hub)
+    if cache is None:
+        loaded = await _load_principal(hub, token)
+        return loaded[0] if loaded else None
+    hit = cache.get(token)
+    if hit is not None:
+        version, principal = hit
+        current = await _version(hub, principal.id)
+        if current is not None and current == version:
+            return principal
+        cache.entries.pop(token, None)
+    claims = hub.tokens.decode(token)
+    if claims is None:
+        return None
+    version = await _version(hub, claims.user_id)  # read before the database: a change in between wins
+    loaded = await _load_principal(hub, token)
+    if loaded is None:
+        return None
+    principal, valid_for = loaded
+    if version is not None:
+        cache.put(token, version, principal, min(cache.ttl, valid_for))
+    return principal
 
 
 def _media_type(request: Request) -> str:

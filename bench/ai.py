@@ -1,24 +1,30 @@
-"""Latency the AI gateway adds over calling its upstream directly, measured in the same run.
+"""Latency the hub adds, measured on `loomi serve` as the README starts it, in one run.
 
 Usage::
 
-    .venv/bin/python bench/ai.py [--n 300] [--words 20]
+    .venv/bin/python bench/ai.py [--n 300] [--words 20] [--log FILE]
 
-Starts the fake OpenAI-compatible upstream (tests/fakes/openai_upstream.py) and a hub
-(SQLite, embedded Redis unless LOOMI_REDIS_URL is set, LOOMI_AI_BASE_URL pointing at the
-fake) as two separate processes, then from this process sends the same chat completion,
-alternately straight to the fake and through the hub's /api/ai/v1/chat/completions, over
-kept-alive connections. Prints time to first token (the first `data:` event) and total time
-(to `[DONE]`) for streams, and total time for non-streamed calls: p50 and p99 of each, the
-added milliseconds at p50 and the gateway/direct ratio. Aim: under 2 ms added at p50.
-The gateway path includes what every request pays: token check (one indexed query),
-validation, and the usage ledger write (in the background, after the response).
+Starts the fake OpenAI-compatible upstream (tests/fakes/openai_upstream.py) and the real
+`loomi serve` process (SQLite in a fresh LOOMI_HOME, the embedded Redis, the in-process
+worker, uvicorn's access log going to FILE, LOOMI_AI_BASE_URL pointing at the fake), then
+from this process, over kept-alive connections and alternating sides:
+
+* the same chat completion straight to the fake and through `/api/ai/v1/chat/completions`:
+  time to first token (first `data:` event) and total, streamed and not; p50/p99 of each and
+  the milliseconds the hub adds at p50 and p99 (aim: under 2 ms at p50);
+* the authenticated-route floor: `GET /api/remote-auth/user` and `GET /api/messages` (empty
+  store) with the owner's token, against the public `GET /api/ai/chat` measured in the same
+  loop (aim: within 1 ms at p50).
+
+Everything is relative to a baseline measured in the same run, so a loaded machine moves
+both sides alike.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import os
 import subprocess
 import sys
@@ -35,76 +41,43 @@ import numpy as np  # noqa: E402
 UPSTREAM_KEY = "sk-bench-upstream-key"
 
 
-def serve_hub(home: str, upstream: str, port_file: str) -> None:
-    """Child process: a hub on a free port whose AI upstream is the fake."""
-    import socket
-
-    import uvicorn
-
-    from api.app import create_app
-    from config.settings import load_settings
-    from loomi.embedded_redis import EmbeddedRedis
-    from loomi.hub import Hub
-    from store.db import migrate
-
-    redis_url = os.environ.get("LOOMI_REDIS_URL")
-    embedded = None
-    if redis_url is None:
-        embedded = EmbeddedRedis(Path(home))
-        redis_url = embedded.start()
-    env = {
+def start_serve(home: str, upstream: str, log_path: Path) -> tuple[subprocess.Popen, str]:
+    """`loomi serve --port 0` as people run it; its URL from the line it prints."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOMI_")}
+    env.update({
+        "PYTHONPATH": str(ROOT),
         "LOOMI_HOME": home,
-        "LOOMI_DATABASE_URL": f"sqlite+aiosqlite:///{home}/hub.db",
-        "LOOMI_REDIS_URL": redis_url,
-        "LOOMI_SECRET_KEY": "bench-secret",
-        "LOOMI_LOG_LEVEL": "warning",
         "LOOMI_AI_BASE_URL": upstream + "/v1",
         "LOOMI_AI_API_KEY": UPSTREAM_KEY,
         "LOOMI_AI_MODEL": "fake-chat",
-    }
-    settings = load_settings(env)
-
-    async def main() -> None:
-        await migrate(settings.database)
-        hub = await Hub.open(settings)
-        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only when the
-        # listening socket's proto says TCP; socket.socket() leaves it 0 and Nagle then holds
-        # each streamed chunk ~40 ms behind the client's delayed ACK.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.bind(("127.0.0.1", 0))
-        Path(port_file).write_text(str(sock.getsockname()[1]))
-        server = uvicorn.Server(uvicorn.Config(create_app(hub), log_config=None, access_log=False))
-
-        async def stop_when_parent_closes_stdin() -> None:
-            # Not a signal: uvicorn re-raises SIGTERM after shutdown, which would skip the
-            # cleanup below and leave the embedded Redis running.
-            await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-            server.should_exit = True
-
-        watcher = asyncio.create_task(stop_when_parent_closes_stdin())
-        try:
-            await server.serve(sockets=[sock])
-        finally:
-            watcher.cancel()
-            await hub.close()
-
-    try:
-        asyncio.run(main())
-    finally:
-        if embedded is not None:
-            embedded.stop()
+        "LOOMI_AI_DISCOVER": "false",
+    })
+    log = open(log_path, "ab")  # noqa: SIM115  (the child keeps writing to it)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "loomi.cli", "serve", "--host", "127.0.0.1", "--port", "0"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log, text=True,
+    )
+    assert process.stdout is not None
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            raise SystemExit(f"loomi serve exited ({process.poll()}); see {log_path}")
+        if "listening on " in line:
+            return process, line.split("listening on ", 1)[1].strip()
+    raise SystemExit("loomi serve did not start")
 
 
-async def timed(http: httpx.AsyncClient, url: str, headers: dict[str, str], body: dict, stream: bool) -> tuple[float, float]:
+async def timed(http: httpx.AsyncClient, method: str, url: str, headers: dict[str, str], body: dict | None, stream: bool) -> tuple[float, float]:
     """(seconds to the first data event, seconds to the end)."""
     start = time.perf_counter()
     first = total = 0.0
     if not stream:
-        r = await http.post(url, json=body, headers=headers)
+        r = await http.request(method, url, json=body, headers=headers)
         r.raise_for_status()
         elapsed = time.perf_counter() - start
         return elapsed, elapsed
-    async with http.stream("POST", url, json=body, headers=headers) as r:
+    async with http.stream(method, url, json=body, headers=headers) as r:
         r.raise_for_status()
         async for line in r.aiter_lines():  # read to the end so the connection is reused
             if line.startswith("data: "):
@@ -119,37 +92,35 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values) * 1000, q))
 
 
-def report(name: str, direct: list[float], gateway: list[float]) -> float:
-    d50, d99, g50, g99 = pct(direct, 50), pct(direct, 99), pct(gateway, 50), pct(gateway, 99)
+def report(name: str, base_name: str, base: list[float], hub_name: str, hub: list[float]) -> float:
+    b50, b99, h50, h99 = pct(base, 50), pct(base, 99), pct(hub, 50), pct(hub, 99)
     print(
-        f"{name:<18} direct p50 {d50:7.3f} ms  p99 {d99:7.3f} ms | gateway p50 {g50:7.3f} ms  p99 {g99:7.3f} ms"
-        f" | added p50 {g50 - d50:+7.3f} ms  p99 {g99 - d99:+7.3f} ms | ratio p50 {g50 / d50:5.2f}x"
+        f"{name:<24} {base_name} p50 {b50:7.3f} ms p99 {b99:7.3f} ms | {hub_name} p50 {h50:7.3f} ms p99 {h99:7.3f} ms"
+        f" | added p50 {h50 - b50:+7.3f} ms p99 {h99 - b99:+7.3f} ms | ratio p50 {h50 / b50:5.2f}x"
     )
-    return g50 - d50
+    return h50 - b50
 
 
-async def run(n: int, words: int, upstream: str, hub_url: str) -> None:
+async def run(n: int, words: int, upstream: str, hub_url: str, token: str) -> bool:
     limits = httpx.Limits(max_keepalive_connections=4)
     async with httpx.AsyncClient(timeout=30, limits=limits) as http:
-        r = await http.post(hub_url + "/api/remote-auth/register",
-                            json={"email": "bench@example.com", "password": "bench password 1", "name": "Bench"})
-        r.raise_for_status()
-        token = r.json()["token"]
+        auth = {"authorization": f"Bearer {token}"}
         direct = (upstream + "/v1/chat/completions", {"authorization": f"Bearer {UPSTREAM_KEY}"})
-        gateway = (hub_url + "/api/ai/v1/chat/completions", {"authorization": f"Bearer {token}"})
+        gateway = (hub_url + "/api/ai/v1/chat/completions", auth)
         question = [{"role": "user", "content": "Summarise the week in a few words"}]
-        results: dict[str, dict[str, list[float]]] = {k: {"direct": [], "gateway": []} for k in ("ttft", "stream", "whole")}
+        kinds = ("ttft", "stream", "whole", "public", "user", "messages")
+        results: dict[str, dict[str, list[float]]] = {k: {"base": [], "hub": []} for k in kinds}
         warmup = max(20, n // 10)
         for i in range(warmup + n):
             for stream in (True, False):
                 body = {"model": "fake-chat", "messages": question, "stream": stream}
                 if stream:
                     body["stream_options"] = {"include_usage": True}
-                pair = [("direct", direct), ("gateway", gateway)]
+                pair = [("base", direct), ("hub", gateway)]
                 if i % 2:
                     pair.reverse()  # alternate who goes first: drift hits both sides alike
                 for side, (url, headers) in pair:
-                    first, total = await timed(http, url, headers, body, stream)
+                    first, total = await timed(http, "POST", url, headers, body, stream)
                     if i < warmup:
                         continue
                     if stream:
@@ -157,22 +128,37 @@ async def run(n: int, words: int, upstream: str, hub_url: str) -> None:
                         results["stream"][side].append(total)
                     else:
                         results["whole"][side].append(total)
-    print(f"AI gateway vs direct upstream: {n} requests of each kind, {words}-word replies, sequential, keep-alive")
-    added = report("stream TTFT", results["ttft"]["direct"], results["ttft"]["gateway"])
-    report("stream total", results["stream"]["direct"], results["stream"]["gateway"])
-    report("non-stream total", results["whole"]["direct"], results["whole"]["gateway"])
-    print(f"aim: under 2 ms added at p50 -> TTFT added {added:.3f} ms: {'met' if added < 2.0 else 'NOT met'}")
+            # the authenticated floor against the public route, interleaved the same way
+            floor = [("public", hub_url + "/api/ai/chat", {}), ("user", hub_url + "/api/remote-auth/user", auth),
+                     ("messages", hub_url + "/api/messages", auth)]
+            if i % 2:
+                floor.reverse()
+            for kind, url, headers in floor:
+                _, total = await timed(http, "GET", url, headers, None, False)
+                if i >= warmup:
+                    results[kind]["hub"].append(total)
+    print(f"`loomi serve` (SQLite, embedded Redis, in-process worker, access log) vs the upstream called directly:"
+          f" {n} requests of each kind, {words}-word replies, sequential, keep-alive")
+    ttft = report("stream TTFT", "direct", results["ttft"]["base"], "hub", results["ttft"]["hub"])
+    report("stream total", "direct", results["stream"]["base"], "hub", results["stream"]["hub"])
+    whole = report("non-stream total", "direct", results["whole"]["base"], "hub", results["whole"]["hub"])
+    public = results["public"]["hub"]
+    user = report("GET /api/remote-auth/user", "public GET /api/ai/chat", public, "auth", results["user"]["hub"])
+    messages = report("GET /api/messages", "public GET /api/ai/chat", public, "auth", results["messages"]["hub"])
+    ok_gateway = ttft < 2.0 and whole < 2.0
+    ok_auth = user < 1.0 and messages < 1.0
+    print(f"aim: gateway under 2 ms added at p50 (TTFT {ttft:+.3f} ms, non-stream {whole:+.3f} ms): {'met' if ok_gateway else 'NOT met'}")
+    print(f"aim: authenticated routes within 1 ms of the public one at p50 (user {user:+.3f} ms, messages {messages:+.3f} ms):"
+          f" {'met' if ok_auth else 'NOT met'}")
+    return ok_gateway and ok_auth
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=300, help="measured requests per side and kind")
     parser.add_argument("--words", type=int, default=20, help="words in each reply (one chunk per word)")
-    parser.add_argument("--serve-hub", nargs=3, metavar=("HOME", "UPSTREAM", "PORT_FILE"), help=argparse.SUPPRESS)
+    parser.add_argument("--log", type=Path, default=None, help="where `loomi serve` logs (default: in its LOOMI_HOME)")
     args = parser.parse_args()
-    if args.serve_hub:
-        serve_hub(*args.serve_hub)
-        return
     reply = " ".join(f"word{i}" for i in range(args.words))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     fake = subprocess.Popen(
@@ -185,15 +171,10 @@ def main() -> None:
         if not upstream.startswith("http://127.0.0.1:"):
             raise SystemExit("the fake upstream did not start")
         with tempfile.TemporaryDirectory(prefix="loomi-bench-ai-") as home:
-            port_file = Path(home) / "port"
-            hub = subprocess.Popen([sys.executable, __file__, "--serve-hub", home, upstream, str(port_file)],
-                                   cwd=ROOT, env=env, stdin=subprocess.PIPE)
+            log_path = args.log or Path(home) / "serve.log"
+            hub, hub_url = start_serve(home, upstream, log_path)
+            token = base64.b64decode((Path(home) / "token").read_text().strip()).decode()
             deadline = time.monotonic() + 60
-            while not port_file.exists() or not port_file.read_text():
-                if hub.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("the hub did not start")
-                time.sleep(0.05)
-            hub_url = f"http://127.0.0.1:{port_file.read_text()}"
             while True:  # wait until it answers
                 try:
                     if httpx.get(hub_url + "/api/ai/chat", timeout=1).status_code == 200:
@@ -203,9 +184,8 @@ def main() -> None:
                 if time.monotonic() > deadline:
                     raise SystemExit("the hub did not answer")
                 time.sleep(0.05)
-            asyncio.run(run(args.n, args.words, upstream, hub_url))
-            assert hub.stdin is not None
-            hub.stdin.close()  # the hub stops, closes its database and stops its Redis
+            asyncio.run(run(args.n, args.words, upstream, hub_url, token))
+            hub.send_signal(2)  # SIGINT: the hub stops, closes its database and stops its Redis
             hub.wait(timeout=30)
             hub = None
     finally:

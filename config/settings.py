@@ -87,8 +87,16 @@ class Settings(BaseSettings):
     ai_api_key: SecretStr | None = None
     ai_model: str | None = None
     ai_providers_file: Path | None = None
+    ai_discover: bool = True  # probe local model servers (Ollama, llama.cpp, LM Studio) when none is configured
+    ai_discover_ports: str = "11434,8080,1234"  # comma-separated loopback ports to probe
+    ai_discover_host: str = "127.0.0.1"
+    ai_discover_seconds: float = Field(default=30.0, gt=0)  # how often to look again
+    auth_cache_seconds: float = Field(default=30.0, ge=0)  # principal cache (0: every request asks the database)
     upload_max_bytes: int = Field(default=25 << 20, ge=1)  # one AI upload (OpenAI's audio limit)
     user_quota_bytes: int = Field(default=1 << 30, ge=0)  # all of one user's AI uploads
+    rag_max_file_bytes: int = Field(default=50 << 20, ge=1)  # one RAG document (LOOMI_RAG_MAX_FILE_BYTES)
+    rag_user_quota_bytes: int = Field(default=1 << 30, ge=0)  # all of one user's RAG documents and pending uploads
+    vector_ann_threshold: int = Field(default=5000, ge=0)  # a person's vectors above this use the HNSW index (ai/ann.py)
     registration: Literal["auto", "open", "owner-only", "invite"] = "auto"  # see registration_policy
 
     platforms: dict[str, PlatformSettings] = Field(default_factory=dict, exclude=True)

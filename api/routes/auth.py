@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from api import ratelimit
-from api.auth import COOKIE, Principal, check_not_cross_site, hub_of, principal_from_token, session_response, set_session_cookie, start_session
+from api.auth import COOKIE, Principal, check_not_cross_site, forget, hub_of, principal_from_token, session_response, set_session_cookie, start_session
 from api.endpoint import endpoint
 from api.errors import ApiError, bad_request
 from api.passwords import hash_password, verify_password
@@ -133,6 +133,7 @@ async def put_user(request: Request, user: Principal, body: UpdateUserBody):
         raise bad_request("Nothing to update", "invalid_input", "give name or avatarUrl")
     async with hub_of(request).engine.begin() as conn:
         updated = await update_user(conn, user.user["id"], **values)
+    await forget(hub_of(request), user.id)
     return public_user(updated)
 
 
@@ -180,6 +181,7 @@ async def clear_auth_cookie(request: Request):
     if token and (principal := await principal_from_token(hub, token)) is not None:
         async with hub.engine.begin() as conn:
             await revoke_session(conn, principal.session_id)
+        await forget(hub, principal.id)  # other processes' cached principals too
     response = json({"success": True})
     response.delete_cookie(COOKIE, path="/")
     return response

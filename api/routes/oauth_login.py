@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from api.auth import authenticate, hub_of, session_response, set_session_cookie, start_session
+from api.auth import authenticate, forget, hub_of, session_response, set_session_cookie, start_session
 from api.endpoint import endpoint
 from api.errors import ApiError, bad_request, not_found
 from api.responses import json
@@ -217,6 +217,7 @@ async def _user_for(hub: Hub, name: str, profile: LoginProfile, link_to: str | N
                 raise _account_exists(name) from None
         if profile.avatar_url and not user.get("avatar_url"):
             user = await update_user(conn, user["id"], avatar_url=profile.avatar_url)
+    await forget(hub, user["id"])  # a profile that changed: cached principals reload
     return user
 
 

@@ -8,7 +8,7 @@ from pydantic import Field
 from starlette.requests import Request
 from starlette.routing import Route
 
-from api.auth import Principal, hub_of, set_session_cookie, start_session
+from api.auth import Principal, forget, hub_of, set_session_cookie, start_session
 from api.endpoint import endpoint
 from api.errors import ApiError, bad_request
 from api.passwords import hash_password, verify_password
@@ -84,6 +84,7 @@ async def put_identity(request: Request, user: Principal, body: IdentityBody):
             updated = await update_user(conn, user.user["id"], identity=extra, **columns)
     except EmailTaken:
         raise bad_request("An account with this email already exists", "email_taken") from None
+    await forget(hub_of(request), user.id)
     return identity(updated)
 
 
@@ -114,6 +115,7 @@ async def put_password(request: Request, user: Principal, body: PasswordBody):
     new_hash = await hash_password(body.new_password)
     async with hub.engine.begin() as conn:
         version = await set_password(conn, user.user["id"], new_hash)
+    await forget(hub, user.id)  # every older token stops working, in every process, now
     fresh_user = {**user.user, "password_hash": new_hash, "token_version": version}
     token = await start_session(hub, fresh_user, "password")
     if fresh_user.get("is_owner"):
