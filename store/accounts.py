@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import sqlalchemy as sa
@@ -11,10 +12,15 @@ from store.model import Account, AccountSpec, AccountState
 from store.crypto import Vault
 from store.ids import new_id, now_ms
 from store.schema import accounts
+from store.text import without_nul
 
 
 async def upsert_account(conn: AsyncConnection, vault: Vault, user_id: str, platform: str, spec: AccountSpec) -> dict[str, Any]:
     """Create the account, or refresh the credentials of the same (user, platform, external id)."""
+    # platform-given text follows the store's NUL rule; credentials are sealed exactly as given
+    spec = dataclasses.replace(
+        spec, name=without_nul(spec.name), external_id=without_nul(spec.external_id), settings=without_nul(spec.settings)
+    )
     existing = (
         await conn.execute(
             accounts.select().where(
@@ -91,7 +97,7 @@ async def set_state(conn: AsyncConnection, account_id: str, state: AccountState,
     await conn.execute(
         accounts.update()
         .where(accounts.c.id == account_id)
-        .values(state=state.value, state_detail=(detail or None) and detail[:500], updated_at=now_ms())
+        .values(state=state.value, state_detail=(detail or None) and without_nul(detail)[:500], updated_at=now_ms())
     )
 
 
@@ -100,7 +106,7 @@ async def update_settings(conn: AsyncConnection, account_id: str, settings: dict
 
 
 async def save_resume(conn: AsyncConnection, account_id: str, resume: dict[str, Any]) -> None:
-    await conn.execute(accounts.update().where(accounts.c.id == account_id).values(resume=resume))
+    await conn.execute(accounts.update().where(accounts.c.id == account_id).values(resume=without_nul(resume)))
 
 
 async def save_credentials(

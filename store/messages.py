@@ -394,7 +394,7 @@ async def mark_failed(conn: AsyncConnection, row: dict[str, Any], error: str, *,
         .where(messages.c.id == row["id"])
         .values(
             status="failed" if final else "pending",
-            error=error[:500],
+            error=without_nul(error)[:500],
             seq=await reserve_seq(conn, row["user_id"], 1),
             updated_at=now_ms(),
         )
