@@ -5,8 +5,8 @@ gap recovery (`oldest`, epoch ms) walks forward with `after=`, from the start of
 millisecond (client.snowflake_before_ms says why), the cursor then being the newest id seen. Each message
 becomes an Envelope with source "backfill", delivery id `MESSAGE_CREATE:<id>` and the payload
 a MESSAGE_CREATE dispatch would have (`guild_id` added: REST messages omit it).
-Threads are not walked (their ids come from other endpoints); their live messages arrive
-through the gateway.
+The chats are the guild's text and announcement channels plus its active threads
+(`GET /guilds/{id}/threads/active`); archived threads are not walked.
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ TEXT_CHANNELS = frozenset({0, 5})  # GUILD_TEXT, GUILD_ANNOUNCEMENT
 async def list_chats(rest: Rest, account: Account) -> list[str]:
     http = await rest.http()
     channels = await call(http.get_all_guild_channels(account.external_id))
-    for channel in channels:
+    threads = (await call(http.get_active_threads(account.external_id))).get("threads") or []
+    for channel in [*channels, *threads]:
         rest.remember(channel)
-    return [str(c["id"]) for c in channels if c.get("type") in TEXT_CHANNELS]
+    return [str(c["id"]) for c in channels if c.get("type") in TEXT_CHANNELS] + [str(t["id"]) for t in threads]
 
 
 async def backfill(rest: Rest, account: Account, chat_id: str, cursor: str | None, oldest: str | None) -> Page:

@@ -169,6 +169,7 @@ class FakeDiscord:
         r.add_get(API + "/gateway/bot", self._get_gateway_bot)
         r.add_get(API + "/guilds/{guild_id}", self._get_guild)
         r.add_get(API + "/guilds/{guild_id}/channels", self._get_guild_channels)
+        r.add_get(API + "/guilds/{guild_id}/threads/active", self._get_active_threads)
         r.add_get(API + "/channels/{channel_id}", self._get_channel)
         r.add_get(API + "/channels/{channel_id}/messages", self._get_messages)
         r.add_post(API + "/channels/{channel_id}/messages", self._post_message)
@@ -669,6 +670,13 @@ class FakeDiscord:
         guild_id = request.match_info["guild_id"]
         return _json([copy.deepcopy(c) for c in self.channels.values()
                       if c.get("guild_id") == guild_id and c["type"] != PUBLIC_THREAD])
+
+    async def _get_active_threads(self, request: web.Request) -> web.Response:
+        await self._get_guild(request)
+        guild_id = request.match_info["guild_id"]
+        threads = [copy.deepcopy(c) for c in self.channels.values() if c.get("guild_id") == guild_id
+                   and c["type"] == PUBLIC_THREAD and not c["thread_metadata"]["archived"]]
+        return _json({"threads": threads, "members": []})
 
     async def _get_channel(self, request: web.Request) -> web.Response:
         return _json(copy.deepcopy(self._channel(request)))

@@ -80,7 +80,11 @@ async def test_backfill_pages_back_and_recovers_gaps_forward(fake: FakeDiscord, 
     fake.add_channel(world["guild"], "voice", kind=2)
     news = fake.add_channel(world["guild"], "news", kind=5)
     old = [fake.add_history_only(general, world["alice"], f"old {i}") for i in range(230)]
-    assert await connector.list_chats(account) == [general, news]
+    thread = fake.add_thread(general, "a topic")
+    in_thread = fake.add_history_only(thread, world["bob"], "said in the thread")
+    assert await connector.list_chats(account) == [general, news, thread]
+    (threaded,) = (await connector.backfill(account, thread, None, None)).envelopes
+    assert threaded.payload["d"]["id"] == in_thread
 
     seen: list[str] = []
     cursor = None
