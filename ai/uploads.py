@@ -126,6 +126,96 @@ async def receive(request: Request, hub: Hub, user_id: str) -> dict[str, Any]:
     return record
 
 
+def _record_path(hub: Hub, user_id: str, file_id: str) -> Path | None:
+    """The record of one of this user's uploads; None for anything that is not a file id."""
+    if not _FILE_ID.match(file_id):
+        return None
+    return upload_dir(hub, user_id) / f"{file_id}.json"
+
+
+def _not_found(file_id: str) -> AIError:
+    # The same answer whether the file is someone else's or does not exist: ids are not probed.
+    return AIError(404, f"No such file: {file_id[:80]}", "file_not_found")
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    try:
+        data = orjson.loads(path.read_bytes())
+    except (FileNotFoundError, NotADirectoryError, orjson.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+async def get_file(hub: Hub, user_id: str, file_id: str) -> dict[str, Any]:
+    """One of the user's uploads as OpenAI's file object; 404 when it is not theirs."""
+    path = _record_path(hub, user_id, file_id)
+    record = await asyncio.to_thread(_read_record, path) if path is not None else None
+    if record is None:
+        raise _not_found(file_id)
+    return record
+
+
+def _list_records(folder: Path) -> list[dict[str, Any]]:
+    if not folder.is_dir():
+        return []
+    records = []
+    for entry in os.scandir(folder):
+        if entry.name.endswith(".json") and _FILE_ID.match(entry.name[:-5]):
+            record = _read_record(Path(entry.path))
+            if record is not None:
+                records.append(record)
+    return records
+
+
+async def list_files(
+    hub: Hub, user_id: str, *, purpose: str | None = None, limit: int = 10_000, order: str = "desc", after: str | None = None
+) -> dict[str, Any]:
+    """The user's uploads, newest first (OpenAI's cursor page: `after` is the last id seen)."""
+    records = await asyncio.to_thread(_list_records, upload_dir(hub, user_id))
+    if purpose:
+        records = [r for r in records if r.get("purpose") == purpose]
+    records.sort(key=lambda r: (int(r.get("created_at") or 0), str(r.get("id"))), reverse=order != "asc")
+    if after:
+        ids = [r.get("id") for r in records]
+        records = records[ids.index(after) + 1 :] if after in ids else []
+    page = records[:limit]
+    return {
+        "object": "list",
+        "data": page,
+        "has_more": len(records) > len(page),
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+    }
+
+
+async def file_content(hub: Hub, user_id: str, file_id: str) -> tuple[Path, dict[str, Any]]:
+    """(where the bytes are, the record) of one of the user's uploads; 404 when not theirs."""
+    record = await get_file(hub, user_id, file_id)
+    path = content_path(hub, user_id, file_id)
+    if not await asyncio.to_thread(path.is_file):
+        raise _not_found(file_id)
+    return path, record
+
+
+async def delete_file(hub: Hub, user_id: str, file_id: str) -> dict[str, Any]:
+    """Remove an upload (content, then record): its room in the quota is free at once."""
+    record_path = _record_path(hub, user_id, file_id)
+    if record_path is None:
+        raise _not_found(file_id)
+
+    def remove() -> bool:
+        if not record_path.is_file():
+            return False
+        content_path(hub, user_id, file_id).unlink(missing_ok=True)
+        record_path.unlink(missing_ok=True)
+        return True
+
+    async with _quota_locks[user_id]:
+        if not await asyncio.to_thread(remove):
+            raise _not_found(file_id)
+    return {"id": file_id, "object": "file", "deleted": True}
+
+
 def hub_of_request(request: Request) -> Hub:
     return request.app.state.hub
 

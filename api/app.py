@@ -35,6 +35,7 @@ def body_limits(hub: Hub) -> dict[str, int]:
     bulk = messages.MAX_IMPORT_BYTES + MULTIPART_SLACK
     return {
         "/api/ai/v1/upload": upload,
+        "/api/ai/v1/files": upload,
         "/api/ai/v1/audio/transcriptions": upload,
         "/api/messages/import": bulk,
         "/api/messages/raw": bulk,

@@ -25,7 +25,7 @@ log = logging.getLogger("loomi.api")
 COOKIE = "loomi_session"
 AUTH_VERSION = "loomi:auth:v:"  # + user id: a new value on logout, password or profile change
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-MULTIPART_PATHS = frozenset({"/api/ai/v1/upload", "/api/ai/v1/audio/transcriptions", "/api/messages/import"})  # uploads
+MULTIPART_PATHS = frozenset({"/api/ai/v1/upload", "/api/ai/v1/files", "/api/ai/v1/audio/transcriptions", "/api/messages/import"})  # uploads
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import numpy as np
 import orjson
 from pydantic import ConfigDict, Field, field_validator
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 
 from ai import grounding, uploads, wire
@@ -109,6 +109,13 @@ class SpeechBody(Body):
     voice: str | None = Field(default=None, max_length=100)
     response_format: str | None = Field(default=None, max_length=10)  # None: mp3 upstream, wav offline
     speed: float = Field(default=1.0, ge=0.25, le=4.0)
+
+
+class FilesQuery(Body):
+    purpose: str | None = Field(default=None, max_length=100)
+    limit: int = Field(default=10_000, ge=1, le=10_000)
+    order: Literal["asc", "desc"] = "desc"
+    after: str | None = Field(default=None, max_length=100)
 
 
 class ImagesBody(Body):
@@ -253,6 +260,38 @@ async def upload(request: Request, user: Principal):
 
 
 @wire.openai_errors
+@endpoint(query=FilesQuery)
+async def list_files(request: Request, user: Principal, query: FilesQuery):
+    """The caller's uploads, newest first (OpenAI's file list: `purpose`, `limit`, `order`, `after`)."""
+    return await uploads.list_files(
+        hub_of(request), user.id, purpose=query.purpose, limit=query.limit, order=query.order, after=query.after
+    )
+
+
+@wire.openai_errors
+@endpoint()
+async def get_file(request: Request, user: Principal):
+    """One of the caller's uploads (OpenAI's file object); 404 for anyone else's."""
+    return await uploads.get_file(hub_of(request), user.id, request.path_params["file_id"])
+
+
+@wire.openai_errors
+@endpoint()
+async def file_content(request: Request, user: Principal):
+    """The bytes of one of the caller's uploads, as uploaded; 404 for anyone else's."""
+    path, record = await uploads.file_content(hub_of(request), user.id, request.path_params["file_id"])
+    return FileResponse(path, media_type=str(record.get("content_type") or "application/octet-stream"),
+                        filename=str(record.get("filename") or record["id"]), content_disposition_type="attachment")
+
+
+@wire.openai_errors
+@endpoint()
+async def delete_file(request: Request, user: Principal):
+    """Delete one of the caller's uploads (content and record); its room in the quota is free again."""
+    return await uploads.delete_file(hub_of(request), user.id, request.path_params["file_id"])
+
+
+@wire.openai_errors
 @endpoint(body=ImagesBody)
 async def images(request: Request, user: Principal, body: ImagesBody):
     """Image generation: forwarded to an upstream that serves it (no offline model)."""
@@ -295,6 +334,11 @@ routes = [
     Route("/api/ai/v1/models/{model:path}", model, methods=["GET"]),
     Route("/api/ai/v1/messages/count_tokens", count_tokens, methods=["POST"]),
     Route("/api/ai/v1/upload", upload, methods=["POST"]),
+    Route("/api/ai/v1/files", upload, methods=["POST"]),  # where the openai SDK's files.create posts
+    Route("/api/ai/v1/files", list_files, methods=["GET"]),
+    Route("/api/ai/v1/files/{file_id}", get_file, methods=["GET"]),
+    Route("/api/ai/v1/files/{file_id}", delete_file, methods=["DELETE"]),
+    Route("/api/ai/v1/files/{file_id}/content", file_content, methods=["GET"]),
     Route("/api/ai/v1/images/generations", images, methods=["POST"]),
     Route("/api/ai/v1/audio/speech", speech, methods=["POST"]),
     Route("/api/ai/v1/audio/transcriptions", transcriptions, methods=["POST"]),
