@@ -11,9 +11,10 @@ and it turns every event into cached models we would throw away. So this module 
 socket and replaces the loop around it:
 
 - `_Socket.received_message` hands each dispatch we keep to `ctx.emit` *before* discord.py
-  records its sequence number (a burst that is already buffered goes in one emit). Discord has no per-event ack; the sequence number is the ack
-  (heartbeats and RESUME carry it), so an event is never acknowledged before it is queued,
-  and the resume state `{session_id, seq, resume_url}` is saved atomically with it.
+  records its sequence number (a burst already buffered goes in one emit). Discord has no
+  per-event ack; the sequence number is the ack (heartbeats and RESUME carry it), so an event
+  is never acknowledged before it is queued, and the resume state `{session_id, seq,
+  resume_url}` is saved atomically with it.
 - The loop opens the socket with `from_client(session=, sequence=, resume=)` from the saved
   state, so a restart or another worker taking the lease RESUMEs and Discord replays what was
   missed; the stream's delivery-id check drops what was already queued.
@@ -28,7 +29,6 @@ a RESUME replay, which keeps the session and its sequence numbers).
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
 import aiohttp
@@ -41,8 +41,6 @@ from connectors.base import AccountState, AppListenContext, NeedsReauth, Webhook
 from connectors.discord.client import MAX_RATELIMIT_WAIT, LoomiHTTP, bot_token, call
 from connectors.discord.inbound import EVENTS
 from connectors.discord.settings import DiscordSettings
-
-log = logging.getLogger("loomi.discord")
 
 INTENTS = discord.Intents.none()
 INTENTS.guilds = True  # GUILD_CREATE, CHANNEL_* and THREAD_*
