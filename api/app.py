@@ -14,19 +14,26 @@ from api.body_limit import DEFAULT_LIMIT, BodyLimit
 from api.errors import HANDLERS
 from api.routes import ai, auth, billing, health, integrations, messages, oauth_login, user
 from api.routes import insight_brief, insight_tabs, insights
+from api.routes import rag
 from loomi.hub import Hub
 
 Hook = Callable[[Hub], Awaitable[None]]
 
 
 def all_routes() -> list[BaseRoute]:
-    modules = [health, auth, oauth_login, user, messages, integrations, ai, billing, insights, insight_brief, insight_tabs]
+    modules = [health, auth, oauth_login, user, messages, integrations, ai, billing, insights, insight_brief, insight_tabs, rag]
     return [route for module in modules for route in module.routes] + [
         Route("/openapi.json", openapi.openapi, methods=["GET"], include_in_schema=False)
     ]
 
 
 MULTIPART_SLACK = 1 << 20  # headers and boundaries of a multipart body around its file
+
+
+def rag_body_limits(hub: Hub) -> dict[str, int]:
+    document = hub.settings.rag_max_file_bytes + MULTIPART_SLACK
+    part = rag.MAX_CHUNK_SIZE + MULTIPART_SLACK
+    return {"/api/rag/upload": document, "/api/rag/upload/async": document, "/api/rag/upload/chunk": part}
 
 
 def body_limits(hub: Hub) -> dict[str, int]:
@@ -39,6 +46,7 @@ def body_limits(hub: Hub) -> dict[str, int]:
         "/api/ai/v1/audio/transcriptions": upload,
         "/api/messages/import": bulk,
         "/api/messages/raw": bulk,
+        **rag_body_limits(hub),
     }
 
 

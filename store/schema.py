@@ -246,3 +246,62 @@ insight_tabs = sa.Table(
     sa.Column("updated_at", Millis, nullable=False),
     sa.Index("ix_insight_tabs_user_position", "user_id", "position"),
 )
+
+rag_documents = sa.Table(
+    "rag_documents",
+    metadata,
+    # A person's uploaded document (ai/rag): the bytes live under LOOMI_HOME named by `id`;
+    # `status` is pending -> extracting -> embedding (n/m) -> ready | failed: reason.
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("user_id", sa.String(40), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("job_id", sa.String(40)),  # set for upload/async: what upload/async/status looks up
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("content_type", sa.String(200), nullable=False),
+    sa.Column("kind", sa.String(10), nullable=False),  # txt | md | html | pdf | docx
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(300), nullable=False),
+    sa.Column("chunk_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("embedded_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", Millis, nullable=False),
+    sa.Column("updated_at", Millis, nullable=False),
+    sa.Index("ix_rag_documents_user_created", "user_id", "created_at"),
+    sa.Index("ix_rag_documents_status", "status"),
+    sa.Index("ix_rag_documents_job_id", "job_id", unique=True),
+)
+
+rag_chunks = sa.Table(
+    "rag_chunks",
+    metadata,
+    # One passage of a document, cut on its structure; its vector is written by the RAG
+    # embedding job. Full-text search: FTS5 `rag_chunks_fts` / a tsvector GIN index (migration 0007).
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("document_id", sa.String(40), sa.ForeignKey("rag_documents.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("user_id", sa.String(40), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("heading", sa.Text),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("start_char", sa.Integer, nullable=False),
+    sa.Column("model", sa.String(100)),
+    sa.Column("dims", sa.Integer),
+    sa.Column("vector", sa.LargeBinary),  # little-endian float32, L2-normalized (ai/vectors.py)
+    sa.Column("embedded_at", Millis),
+    sa.Index("ix_rag_chunks_document_position", "document_id", "position", unique=True),
+    sa.Index("ix_rag_chunks_user_model", "user_id", "model"),
+)
+
+rag_uploads = sa.Table(
+    "rag_uploads",
+    metadata,
+    # A resumable chunked upload; its parts are files under LOOMI_HOME. The same file (name,
+    # size, sha256) from the same person finds the same row, so init again resumes.
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("user_id", sa.String(40), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("file_name", sa.String(255), nullable=False),
+    sa.Column("content_type", sa.String(200), nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("chunk_size", sa.Integer, nullable=False),
+    sa.Column("created_at", Millis, nullable=False),
+    sa.UniqueConstraint("user_id", "sha256", "size_bytes", "file_name", name="uq_rag_uploads_user_file"),
+)
