@@ -179,3 +179,16 @@ async def test_a_failure_while_writing_leaves_nothing(client: httpx.AsyncClient,
     with_error = await _import(client, user, "x.zip", exports.slack_zip(), me="alice")
     assert with_error.status_code == 500 and calls["n"] == 2
     assert await _stored(hub, user) == (0, 0)
+
+
+async def test_options_as_multipart_fields(client: httpx.AsyncClient, user: dict) -> None:
+    """A browser form sends `me` next to the file; a bad option is a 400 like a bad query."""
+    data = orjson.dumps(exports.telegram_chat())
+    files = {"file": ("result.json", data, "application/json")}
+    r = await client.post("/api/messages/import", files=files, data={"me": "Bob", "format": "telegram"}, headers=user["headers"])
+    assert r.status_code == 200, r.text
+    assert {m["nativeId"] for m in (await _listed(client, user, "telegram")).values() if m["isSelf"]} == {"3", "5", "7"}
+    bad = await client.post("/api/messages/import", files=files, data={"format": "icq"}, headers=user["headers"])
+    assert bad.status_code == 400 and bad.json()["code"] == "invalid_input" and "format" in bad.json()["cause"]
+    wrong = await client.post("/api/messages/import", files=files, data={"format": "slack"}, headers=user["headers"])
+    assert wrong.status_code == 400 and "a Slack export is a zip" in wrong.json()["cause"]
