@@ -28,7 +28,7 @@ class Options:
 
     me: str | None = None  # the person's name or id as the export writes it
     guess_me: bool = False  # take the most frequent sender as the person
-    tz: str | None = None  # the phone's time zone for WhatsApp's local times
+    tz: str | None = None  # the zone of WhatsApp's (and old Telegram exports') local times
     chat: str | None = None  # a WhatsApp chat's name
     filename: str | None = None  # the uploaded file's name (Slack team, WhatsApp chat)
     format: str | None = None  # skip detection
@@ -134,7 +134,7 @@ def parse_export(data: bytes, options: Options = Options()) -> Parsed:
         return Parsed(kind, records, ignored)
     if kind == "telegram":
         value = _json_object(data, strict=True)
-        records, ignored = telegram_export.parse(value, me=options.me, guess_me=options.guess_me)
+        records, ignored = telegram_export.parse(value, me=options.me, guess_me=options.guess_me, tz=options.tz)
         return Parsed(kind, records, ignored)
     archive = _zip(data)
     text = (_whatsapp_txt(archive) or "") if archive is not None else _utf8(data)

@@ -7,7 +7,8 @@ store it the way the Bot API and Telethon mark peers (groups `-id`, supergroups 
 `-100id`), so imported history lands in the same chats a live Telegram account reports. A
 message's `id` is its native id (unique per chat, stable across exports); `date_unixtime`
 (UTC seconds) is its time; `text` is a string or a list of plain strings and entity objects;
-`edited_unixtime` sets `edited_at`; `photo` / `file` (a relative path, or "(File not
+`edited_unixtime` sets `edited_at` (exports older than `date_unixtime` have only the local
+`date`, read in `tz`); `photo` / `file` (a relative path, or "(File not
 included…)") become attachments; `reactions[].recent[]` become reactions. Service messages
 (joins, pins, calls) are counted as not imported.
 
@@ -21,7 +22,9 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from datetime import datetime, timezone, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from connectors.base import Attachment, ChatType, Reaction
 from imports.records import BadInput, ImportRecord, to_millis
@@ -118,14 +121,19 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _time(msg: dict[str, Any], unix: str, iso: str, where: str) -> int | None:
-    value = msg.get(unix) or msg.get(iso)
+def _time(msg: dict[str, Any], unix: str, iso: str, where: str, zone: tzinfo) -> int | None:
+    """`date_unixtime` (UTC seconds); exports before 2021 have only `date`, the exporting
+    computer's local time, read in `zone`."""
+    value, key = (msg.get(unix), unix) if msg.get(unix) is not None else (msg.get(iso), iso)
     if value is None:
         return None
     try:
+        if key == iso and isinstance(value, str):
+            local = datetime.fromisoformat(value)
+            return int((local if local.tzinfo else local.replace(tzinfo=zone)).timestamp() * 1000)
         return to_millis(value)
-    except ValueError:
-        raise BadInput(0, f"{where}: {unix if msg.get(unix) else iso}: not a time ({value!r})") from None
+    except (ValueError, OverflowError):
+        raise BadInput(0, f"{where}: {key}: not a time ({str(value)[:40]!r})") from None
 
 
 def _chats(data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -185,8 +193,14 @@ def _self_of(data: dict[str, Any], chats: list[tuple[str, dict[str, Any]]], me: 
                       f"`from_id`> (senders: {listed}), or guessMe to take the most frequent sender")
 
 
-def parse(data: Any, *, me: str | None = None, guess_me: bool = False) -> tuple[list[ImportRecord], dict[str, int]]:
+def parse(
+    data: Any, *, me: str | None = None, guess_me: bool = False, tz: str | None = None
+) -> tuple[list[ImportRecord], dict[str, int]]:
     """Records in file order and the counts of entries not imported, by reason."""
+    try:
+        zone: tzinfo = ZoneInfo(tz) if tz else timezone.utc
+    except (ZoneInfoNotFoundError, ValueError):
+        raise BadInput(0, f"tz: unknown time zone {tz!r} (an IANA name such as Europe/Berlin)") from None
     if not isinstance(data, dict):
         raise BadInput(0, "a Telegram export is a JSON object")
     chats = _chats(data)
@@ -222,7 +236,7 @@ def parse(data: Any, *, me: str | None = None, guess_me: bool = False) -> tuple[
                 continue
             if mtype != "message":
                 raise BadInput(0, f"{where}: type: expected message or service, got {mtype!r}")
-            sent_at = _time(msg, "date_unixtime", "date", where)
+            sent_at = _time(msg, "date_unixtime", "date", where, zone)
             if sent_at is None:
                 raise BadInput(0, f"{where}: date_unixtime (or date) is required")
             text = _text(msg.get("text"), where)
@@ -240,7 +254,7 @@ def parse(data: Any, *, me: str | None = None, guess_me: bool = False) -> tuple[
                 sent_at=sent_at, text=text, is_self=sender == self_id or kind == "saved_messages",
                 reply_to=str(reply) if isinstance(reply, int) and not msg.get("reply_to_peer_id") else None,
                 attachments=tuple(attachments), raw={"telegram": msg},
-                edited_at=_time(msg, "edited_unixtime", "edited", where),
+                edited_at=_time(msg, "edited_unixtime", "edited", where, zone),
                 content_type="text" if text or not media else media,
                 reactions=_reactions(msg),
             ))

@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     importing.add_argument("--email", help="import for this user (default: the local owner)")
     importing.add_argument("--me", help="your name (or id) as the export writes it: which messages are yours")
     importing.add_argument("--guess-me", action="store_true", help="take the most frequent sender as you")
-    importing.add_argument("--tz", help="the phone's time zone for a WhatsApp export (e.g. Europe/Berlin; default UTC)")
+    importing.add_argument("--tz", help="the zone of a WhatsApp export's local times (e.g. Europe/Berlin; default UTC)")
     importing.add_argument("--chat", help="a WhatsApp chat's name (default: from the file name)")
     importing.add_argument("--format", choices=["slack", "telegram", "whatsapp", "jsonl", "openloomi"], help="skip detection")
     return parser

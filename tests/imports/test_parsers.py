@@ -126,3 +126,14 @@ def test_android_subject_changes_are_system_lines() -> None:
             '01/02/2023, 10:02 - Ben: ok\n')
     records, ignored = whatsapp_export.parse(text, me="Ann")
     assert [r.sender_name for r in records] == ["Ann", "Ben"] and sum(ignored.values()) == 1
+
+
+def test_old_telegram_exports_without_unixtime_use_tz() -> None:
+    chat = exports.telegram_chat()
+    for msg in chat["messages"]:
+        msg.pop("date_unixtime")
+        msg.pop("edited_unixtime", None)
+    utc, _ = telegram_export.parse(chat, me="Alice")
+    berlin, _ = telegram_export.parse(chat, me="Alice", tz="Europe/Berlin")
+    assert utc[0].sent_at == (exports.T0 + 60) * 1000 and utc[0].sent_at - berlin[0].sent_at == 3_600_000
+    assert utc[1].edited_at == (exports.T0 + 300) * 1000  # `edited` alone
