@@ -22,6 +22,7 @@ from ai.types import AIError, ChatChunk, ChatRequest, ChatResult, Usage, not_con
 from ai.upstreams import Adapter, Embeddings
 from ai.upstreams.http import Http
 from ai.upstreams.local import LocalBackend, local_provider
+from ai.upstreams.anthropic import AnthropicUpstream
 from ai.upstreams.openai import OpenAIUpstream
 from ai.usage import UsageRecorder, count_messages, count_text
 from loomi.hub import Hub
@@ -36,7 +37,9 @@ class Gateway:
         self.hub = hub
         self.table = table
         self.http = http or Http()
-        self.adapters: dict[str, Adapter] = {"openai": OpenAIUpstream(self.http), LOCAL: LocalBackend()}
+        self.adapters: dict[str, Adapter] = {
+            "openai": OpenAIUpstream(self.http), "anthropic": AnthropicUpstream(self.http), LOCAL: LocalBackend(),
+        }
         self.usage = UsageRecorder(hub.engine)
         self._models_cache: tuple[float, list[dict[str, Any]]] | None = None
 

@@ -38,8 +38,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from config.settings import Settings
 
-KINDS = frozenset({"openai", "local"})  # one adapter each in ai/upstreams (a test checks they match)
+KINDS = frozenset({"openai", "anthropic", "local"})  # one adapter each in ai/upstreams (a test checks they match)
 CAPABILITIES = frozenset({"chat", "embeddings", "images", "speech", "transcriptions"})
+KIND_CAPABILITIES = {"anthropic": frozenset({"chat"})}  # what a kind can do when the file does not say
 LOCAL = "local"
 
 
@@ -157,7 +158,7 @@ def _to_provider(p: _ProviderIn, pricing: dict[str, _PriceIn]) -> Provider:
         api_key=key or None,
         models=tuple(p.models),
         default_model=p.default_model,
-        capabilities=frozenset(p.capabilities) if p.capabilities is not None else CAPABILITIES,
+        capabilities=frozenset(p.capabilities) if p.capabilities is not None else KIND_CAPABILITIES.get(p.kind, CAPABILITIES),
         timeout=p.timeout,
         connect_timeout=p.connect_timeout,
         retries=p.retries,
