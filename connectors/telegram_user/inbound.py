@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from connectors.base import Account, Attachment, Change, ChangeKind, ChatType, Envelope, Message
+from connectors.base import Account, Attachment, Change, ChangeKind, ChatType, Envelope, Message, Reaction
 
 CHAT_TYPES = {"user": ChatType.DM, "group": ChatType.GROUP, "megagroup": ChatType.GROUP, "channel": ChatType.CHANNEL}
 PEER_TYPES = {"PeerUser": ChatType.DM, "PeerChat": ChatType.GROUP, "PeerChannel": ChatType.CHANNEL}
@@ -88,12 +88,27 @@ def _message(payload: dict[str, Any], account: Account) -> Message:
     )
 
 
+def _reactions(payload: dict[str, Any]) -> list[Change]:
+    """The reactions Telegram lists with who gave them (`recent_reactions`: private chats and
+    small groups). It sends the new totals, not what changed, so a removal is not seen here."""
+    changes = []
+    for given in payload["reactions"].get("recent_reactions") or []:
+        emoji = (given.get("reaction") or {}).get("emoticon")
+        if emoji:
+            reaction = Reaction(emoji=emoji, sender_id=_peer_id(given.get("peer_id")), added=True)
+            changes.append(Change(ChangeKind.REACTION, str(payload["chat_id"]), str(payload["msg_id"]),
+                                  reaction=reaction, at=ms(given["date"]) if given.get("date") else int(payload["at"])))
+    return changes
+
+
 def normalize(envelope: Envelope, account: Account) -> list[Change]:
     payload = envelope.payload
     kind = payload.get("kind")
     try:
         if kind == "delete":
             return [Change(ChangeKind.DELETE, str(payload["chat_id"]), str(i), at=int(payload["at"])) for i in payload["ids"]]
+        if kind == "reactions":
+            return _reactions(payload)
         if kind in ("message", "edit"):
             if payload["message"].get("_") != "Message":
                 return []  # service messages (joins, pins, title changes) carry no text

@@ -1,6 +1,6 @@
 """Keep the person's Telegram session online and emit every new message, edit and deletion in
 every dialog, through Telethon's own update handling (events.NewMessage / MessageEdited /
-MessageDeleted).
+MessageDeleted, and the raw UpdateMessageReactions).
 
 Telegram tells a deletion in a private chat or basic group only by message id (those ids are
 unique per account, so the update carries no chat): the listener remembers which chat each such
@@ -15,16 +15,18 @@ and gap recovery fetches what was not queued.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections import OrderedDict
 from typing import Any
 
-from telethon import TelegramClient, errors, events
+from telethon import TelegramClient, errors, events, utils
 from telethon.tl import types
 
 from connectors.base import AccountState, Envelope, ListenContext, NeedsReauth
 from connectors.telegram_user import client as tg
+from connectors.telegram_user.client import json_safe
 from connectors.telegram_user.payload import delivery_id, message_payload
 from connectors.telegram_user.settings import TelegramUserSettings
 
@@ -89,10 +91,20 @@ class Listener:
         await self._emit([(f"del:{chat}:{','.join(map(str, ids))}", {"kind": "delete", "chat_id": chat, "ids": ids, "at": now})
                           for chat, ids in by_chat.items()])
 
+    async def on_reactions(self, update: types.UpdateMessageReactions) -> None:
+        """Telegram sends a message's reactions as they now stand (no event class in Telethon)."""
+        chat_id = str(utils.get_peer_id(update.peer))
+        state = json_safe(update.reactions.to_dict())
+        digest = hashlib.sha1(repr(state).encode()).hexdigest()[:12]  # one delivery per reaction state
+        await self._emit([(f"react:{chat_id}:{update.msg_id}:{digest}",
+                           {"kind": "reactions", "chat_id": chat_id, "msg_id": update.msg_id, "reactions": state,
+                            "at": int(time.time() * 1000)})])
+
     def attach(self) -> None:
         self.client.add_event_handler(self.on_message, events.NewMessage())
         self.client.add_event_handler(self.on_edit, events.MessageEdited())
         self.client.add_event_handler(self.on_delete, events.MessageDeleted())
+        self.client.add_event_handler(self.on_reactions, events.Raw(types.UpdateMessageReactions))
 
 
 async def listen(settings: TelegramUserSettings, ctx: ListenContext) -> None:

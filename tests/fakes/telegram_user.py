@@ -266,6 +266,18 @@ class FakeTelegram:
         self._publish(types.UpdateDeleteMessages(messages=list(message_ids), pts=self.pts + len(message_ids),
                                                  pts_count=len(message_ids)))
 
+    def react(self, message_id: int, emoji: str, by: int) -> None:
+        """`by` reacts; Telegram pushes the message's reactions as they now stand (no pts)."""
+        message = self.find(message_id)
+        reaction = types.ReactionEmoji(emoticon=emoji)
+        state = types.MessageReactions(results=[types.ReactionCount(reaction=reaction, count=1)], recent_reactions=[
+            types.MessagePeerReaction(peer_id=types.PeerUser(by), date=now(), reaction=reaction)])
+        update = types.UpdateMessageReactions(peer=message.peer_id, msg_id=message_id, reactions=state)
+        packed = types.Updates(updates=[update], users=list(self.users.values()), chats=list(self.chats.values()),
+                               date=now(), seq=0)
+        for sender in list(self.senders):
+            sender.push(packed)
+
     def find(self, message_id: int) -> types.Message:
         return next(m for history in self.messages.values() for m in history if m.id == message_id)
 

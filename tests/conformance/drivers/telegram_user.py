@@ -6,7 +6,7 @@ The account signs in through `POST /api/telegram/user-listener/init` and the gen
 
 Alice writes to the person in a private chat; replies, mentions (a mention-name entity) and
 photos too. A dropped connection is every socket dying: the listener restarts and gap recovery
-backfills. Telegram has no webhooks; reactions are not read by this connector."""
+backfills. Telegram has no webhooks."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ ALICE = 5550001
 
 class Driver:
     platform = "telegram_user"
-    abilities = {"edit", "delete", "reply", "attachment", "mention", "backfill", "send", "disconnect", "rate_limit"}
+    abilities = {"edit", "delete", "reply", "attachment", "mention", "reaction", "backfill", "send", "disconnect",
+                 "rate_limit"}
 
     def __init__(self) -> None:
         self.fake = FakeTelegram(password="conformance 2fa")
@@ -61,7 +62,7 @@ class Driver:
         self.fake.delete(int(native_id))
 
     async def react(self, native_id: str, emoji: str) -> None:
-        raise NotImplementedError("reactions are not read by the telegram_user connector")
+        self.fake.react(int(native_id), emoji, by=ALICE)
 
     async def drop_connection(self) -> None:
         self.fake.sever()

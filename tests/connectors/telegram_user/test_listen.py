@@ -58,6 +58,18 @@ async def test_messages_edits_and_deletes_in_every_dialog(world: FakeTelegram, c
     assert ctx.resume["online_before"] is True and ("reconnected", None) not in ctx.calls
 
 
+async def test_reactions_as_telegram_reports_them(world: FakeTelegram, connector: TelegramUserConnector,
+                                                  account: Account) -> None:
+    ctx = RecordingContext(account)
+    async with Listening(connector, ctx):
+        message = world.post(ALICE, "nice?")
+        world.react(message.id, "👍", by=ALICE)
+        await wait_until(lambda: len(ctx.emitted) == 2)
+    (change,) = connector.normalize(ctx.emitted[1], account)
+    assert (change.kind, change.chat_id, change.native_id) == (ChangeKind.REACTION, str(ALICE), str(message.id))
+    assert (change.reaction.emoji, change.reaction.sender_id, change.reaction.added) == ("👍", str(ALICE), True)
+
+
 async def test_a_gap_while_pushes_were_lost_is_filled_by_telegrams_difference(world: FakeTelegram,
                                                                                connector: TelegramUserConnector,
                                                                                account: Account) -> None:
