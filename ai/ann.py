@@ -89,6 +89,7 @@ class PersonIndex:
         self.watermark = -1
         self.checked_at = 0.0
         self.loaded = False
+        self.from_disk = False  # the graph came from a saved file, not built from the database
         self.saved_changes = 0  # changes since the last save
 
     @property
@@ -261,7 +262,7 @@ class PersonIndex:
             if not self.loaded:
                 self.loaded = True
                 if home is not None and count >= self.threshold:
-                    await asyncio.to_thread(self.load, home)
+                    self.from_disk = await asyncio.to_thread(self.load, home)
             if count != self.live or newest > self.watermark:
                 await self._catch_up(conn, where, count)
                 self.watermark = max(self.watermark, newest)

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
+from ai import ann
 from ai.vectors import pack
 from loomi.hub import Hub
 from store.ids import now_ms
@@ -76,6 +77,7 @@ async def index_pending(hub: Hub, limit: int = 500) -> int:
         for row, vector in zip(batch, vectors, strict=True)
     ]
     dialect = hub.engine.dialect.name
+    written = len(rows)
     try:
         async with hub.engine.begin() as conn:
             await conn.execute(_upsert(dialect, rows))
@@ -89,5 +91,6 @@ async def index_pending(hub: Hub, limit: int = 500) -> int:
                 written += 1
             except IntegrityError:
                 continue
-        return written
-    return len(rows)
+    # the people's vector indexes loaded in this process catch up now (others on their next query)
+    await ann.attach(hub).touched(hub.engine, ann.MESSAGES, [row["user_id"] for row in rows])
+    return written

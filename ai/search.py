@@ -22,7 +22,8 @@ from store.schema import message_embeddings, messages
 RRF_K = 60
 MAX_TERMS = 16
 MIN_VECTOR_SCORE = 0.25  # below this MiniLM cosine, a hit is noise (unrelated pairs ~0.0-0.2)
-MAX_VECTOR_CANDIDATES = 20_000  # newest vectors scanned per query: bounds the work per call
+MAX_VECTOR_CANDIDATES = 20_000  # newest vectors scanned per query in a narrow scope (scan_search)
+MAX_ANN_K = 4096  # neighbours asked of the vector index before a narrow scope falls back to a scan
 
 STOPWORDS = frozenset(
     "a an and are as at be been but by can could did do does for from had has have he her him his how i if in "
@@ -101,6 +102,33 @@ async def keyword_search(conn: AsyncConnection, user_id: str, query: str, scope:
 async def vector_search(
     conn: AsyncConnection, user_id: str, query_vector: Any, model: str, scope: Scope, limit: int = 50
 ) -> list[tuple[str, float]]:
+    """Nearest messages in scope through the person's vector index (ai/ann.py), which holds all
+    of their messages. The neighbours are checked against the scope in SQL (deleted messages,
+    chat, platform, time); a narrow scope that the nearest overall miss is searched exactly."""
+    from ai import ann
+
+    index = await ann.registry(conn.engine).ready(conn, ann.MESSAGES, user_id, model)
+    k = max(4 * limit, 100)
+    while index.live:
+        found = [(mid, s) for mid, s in await asyncio.to_thread(index.search, query_vector, k) if s >= MIN_VECTOR_SCORE]
+        if not found:
+            return []
+        allowed = {row.id for row in await conn.execute(
+            sa.select(messages.c.id).where(messages.c.id.in_([mid for mid, _ in found]), *scope.filters(user_id))
+        )}
+        hits = [(mid, s) for mid, s in found if mid in allowed]
+        if len(hits) >= limit or len(found) < k or k >= index.live:
+            return hits[:limit]
+        if k >= MAX_ANN_K:
+            break
+        k = min(4 * k, MAX_ANN_K)
+    return await scan_search(conn, user_id, query_vector, model, scope, limit)
+
+
+async def scan_search(
+    conn: AsyncConnection, user_id: str, query_vector: Any, model: str, scope: Scope, limit: int = 50
+) -> list[tuple[str, float]]:
+    """Exact search over the newest MAX_VECTOR_CANDIDATES vectors in scope: for narrow scopes."""
     e, m = message_embeddings, messages
     stmt = (
         sa.select(e.c.message_id, e.c.dims, e.c.vector)

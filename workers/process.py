@@ -112,6 +112,41 @@ class HubWorker:
             except asyncio.TimeoutError:
                 pass
 
+    async def rag_loop(self) -> None:
+        """Extract and embed uploaded documents (ai/rag/jobs.py): one worker at a time across
+        workers; an upload sets a wake key so an idle worker looks again within a second."""
+        from ai.rag import jobs as rag_jobs
+
+        idle = 1.0
+        while not self.stop_event.is_set():
+            done = 0
+            try:
+                if await self.hub.redis.xlen(keys.INBOUND_STREAM):
+                    pass  # ingest first
+                elif await self.hub.redis.set(rag_jobs.LOCK, self.name, nx=True, ex=300):
+                    try:
+                        await self.hub.redis.delete(rag_jobs.WAKE)
+                        done = await rag_jobs.run_once(self.hub)
+                    finally:
+                        await self.hub.redis.delete(rag_jobs.LOCK)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - RAG is best effort; ingest must not suffer
+                log.exception("rag processing failed")
+            idle = 1.0 if done else min(idle * 2, 30.0)
+            waited = 0.0
+            while not done and waited < idle and not self.stop_event.is_set():
+                try:  # sleep in 1 s steps, waking early when an upload set the wake key
+                    await asyncio.wait_for(self.stop_event.wait(), 1.0)
+                except asyncio.TimeoutError:
+                    pass
+                waited += 1.0
+                try:
+                    if await self.hub.redis.exists(rag_jobs.WAKE):
+                        break
+                except Exception:  # noqa: BLE001
+                    pass
+
     async def insights_loop(self) -> None:
         """Refresh insights of chats with new messages (ai/insights/worker.py); idle back-off."""
         from ai.insights.worker import LOCK, run_once
@@ -138,13 +173,17 @@ class HubWorker:
                 pass
 
     async def start(self) -> None:
+        from ai import ann
+
         self.hub.extras["worker"] = self
+        ann.attach(self.hub)  # vector indexes of this process persist under LOOMI_HOME
         self.tasks = [
             asyncio.create_task(self.supervisor.run(self.stop_event), name="supervisor"),
             asyncio.create_task(self.ingestor.run(self.stop_event), name="ingest"),
             asyncio.create_task(self.arq.main(), name="arq"),
             asyncio.create_task(self.index_messages(), name="indexer"),
             asyncio.create_task(self.insights_loop(), name="insights"),
+            asyncio.create_task(self.rag_loop(), name="rag"),
         ]
         log.info("worker %s started", self.name)
 
@@ -158,3 +197,9 @@ class HubWorker:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        from ai import ann
+
+        try:  # a cache: losing it costs a rebuild from the database, nothing more
+            await asyncio.wait_for(ann.attach(self.hub).save_all(), 30)
+        except Exception:  # noqa: BLE001
+            log.warning("vector indexes not saved", exc_info=True)
