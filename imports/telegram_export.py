@@ -4,7 +4,8 @@ Two shapes, as tdesktop's export_output_json.cpp writes them: the whole account
 (`{"personal_information": {"user_id", …}, "chats": {"list": [chat…]}, "left_chats": {…}}`)
 or one chat (`{"name", "type", "id", "messages": […]}`). A chat's `id` is the bare peer id; we
 store it the way the Bot API and Telethon mark peers (groups `-id`, supergroups and channels
-`-100id`), so imported history lands in the same chats a live Telegram account reports. A
+`-100id`), so imported history lands in the same chats the live Telegram user account
+(platform `telegram_user`, account id the person's user id) reports. A
 message's `id` is its native id (unique per chat, stable across exports); `date_unixtime`
 (UTC seconds) is its time; `text` is a string or a list of plain strings and entity objects;
 `edited_unixtime` sets `edited_at` (exports older than `date_unixtime` have only the local
@@ -29,7 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from connectors.base import Attachment, ChatType, Reaction
 from imports.records import BadInput, ImportRecord, to_millis
 
-PLATFORM = "telegram"
+PLATFORM = "telegram_user"  # a Desktop export is a person's own account, as connectors/telegram_user connects it
 MAX_MESSAGES = 2_000_000
 
 CHAT_TYPES = {
@@ -64,10 +65,14 @@ def chat_id(bare: Any, kind: str) -> str:
 
 
 def _peer(from_id: Any) -> str | None:
-    """"user123" -> "123" (a person, as live Telegram reports senders); "channel5" stays."""
+    """"user123" / "channel5" / "chat7" -> the bare id, as the live telegram_user connector
+    reports senders (connectors/telegram_user/inbound.py)."""
     if not isinstance(from_id, str) or not from_id:
         return None
-    return from_id[4:] if from_id.startswith("user") and from_id[4:].isdigit() else from_id
+    for prefix in ("user", "channel", "chat"):
+        if from_id.startswith(prefix) and from_id[len(prefix):].isdigit():
+            return from_id[len(prefix):]
+    return from_id[:200]
 
 
 def _text(value: Any, where: str) -> str:

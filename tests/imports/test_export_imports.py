@@ -84,7 +84,7 @@ async def test_telegram_single_chat(client: httpx.AsyncClient, user: dict) -> No
     body = await _twice(client, user, "result.json", data, exports.TELEGRAM_MESSAGES, me="Alice")
     assert body["format"] == "telegram" and body["reactions"] == 1
     assert body["reasons"]["service messages (joins, pins, calls, title changes)"] == 1 and body["skipped"] == 1
-    got = await _listed(client, user, "telegram")
+    got = await _listed(client, user, "telegram_user")
     assert set(got) == {"2", "3", "4", "5", "6", "7"}
     assert got["2"]["text"] == "你好 👋 everyone" and got["2"]["isSelf"] is True and got["2"]["chatId"] == "-1001234567890"
     assert got["2"]["chatName"] == "家庭 Family" and got["2"]["chatType"] == "group" and got["2"]["senderId"] == "111"
@@ -95,14 +95,22 @@ async def test_telegram_single_chat(client: httpx.AsyncClient, user: dict) -> No
     assert got["7"]["text"] == "😂" and got["7"]["attachments"][0]["content_type"] == "image/webp"
 
 
-async def test_telegram_whole_account_export_knows_who_exported(client: httpx.AsyncClient, hub, user: dict) -> None:
+async def test_telegram_whole_account_export_joins_the_connected_account(client: httpx.AsyncClient, hub, user: dict) -> None:
+    """The person already connected their Telegram account (connectors/telegram_user: account
+    id = their user id): the export's history lands in it, in the chats it reports."""
+    from store.ids import new_id, now_ms
+
+    connected = new_id("acct")
+    async with hub.engine.begin() as conn:
+        await conn.execute(accounts.insert().values(
+            id=connected, user_id=user["user"]["id"], platform="telegram_user", external_id="111", name="Alice",
+            credentials=None, settings={}, resume={}, enabled=False, state="stopped", created_at=now_ms(), updated_at=now_ms()))
     body = await _twice(client, user, "result.json", orjson.dumps(exports.telegram_full()), exports.TELEGRAM_MESSAGES + 2)
-    got = await _listed(client, user, "telegram")
+    assert body["accountsCreated"] == []
+    got = await _listed(client, user, "telegram_user")
+    assert {m["accountId"] for m in got.values()} == {connected}
     assert got["10"]["isSelf"] is True and got["11"]["isSelf"] is False and got["10"]["chatType"] == "dm"
-    assert got["10"]["chatId"] == "222"
-    async with hub.engine.connect() as conn:
-        account = (await conn.execute(accounts.select().where(accounts.c.id == body["accountsCreated"][0]))).mappings().one()
-    assert (account["external_id"], account["name"]) == ("111", "Alice")
+    assert got["10"]["chatId"] == "222" and got["2"]["chatId"] == "-1001234567890"
 
 
 async def test_whatsapp_ios_and_android(client: httpx.AsyncClient, user: dict) -> None:
@@ -187,7 +195,7 @@ async def test_options_as_multipart_fields(client: httpx.AsyncClient, user: dict
     files = {"file": ("result.json", data, "application/json")}
     r = await client.post("/api/messages/import", files=files, data={"me": "Bob", "format": "telegram"}, headers=user["headers"])
     assert r.status_code == 200, r.text
-    assert {m["nativeId"] for m in (await _listed(client, user, "telegram")).values() if m["isSelf"]} == {"3", "5", "7"}
+    assert {m["nativeId"] for m in (await _listed(client, user, "telegram_user")).values() if m["isSelf"]} == {"3", "5", "7"}
     bad = await client.post("/api/messages/import", files=files, data={"format": "icq"}, headers=user["headers"])
     assert bad.status_code == 400 and bad.json()["code"] == "invalid_input" and "format" in bad.json()["cause"]
     wrong = await client.post("/api/messages/import", files=files, data={"format": "slack"}, headers=user["headers"])
