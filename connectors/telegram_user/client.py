@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import logging
 from typing import Any, AsyncIterator
 
 from telethon import TelegramClient, errors
@@ -14,8 +13,6 @@ from telethon.sessions import StringSession
 
 from connectors.base import NeedsReauth, NotConfigured, RateLimited
 from connectors.telegram_user.settings import TelegramUserSettings
-
-log = logging.getLogger("loomi.telegram_user")
 
 # Telethon's TelegramClient; tests put a subclass whose transport is in-process
 # (tests/fakes/telegram_user.py): MTProto itself cannot be faked here.

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,8 +22,6 @@ import tweepy
 from connectors.base import AccountState, Envelope, ListenContext, RateLimited
 from connectors.x import client as x
 from connectors.x.settings import XSettings
-
-log = logging.getLogger("loomi.x")
 
 USER_FIELDS = ["id", "name", "username"]
 MEDIA_FIELDS = ["media_key", "type", "url", "preview_image_url", "width", "height"]

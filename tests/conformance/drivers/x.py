@@ -2,9 +2,10 @@
 account connected through `/api/integrations/x/oauth/start` and the `/api/x/callback` redirect.
 
 Someone DMs the person (`post_message`), or mentions them in a tweet (`mention=True`). X has
-no edits or deletes of DMs and no reactions in API v2, DM replies are not threaded, and there
-is no history endpoint beyond what the first poll pages through (`history_pages`), so those
-abilities are not claimed. A "dropped connection" of a polling client is X answering 503 for a
+no edits or deletes of DMs and no reactions in API v2 and DM replies are not threaded, so those
+abilities are not claimed. History is what the first poll pages through (`history_pages` of
+dm_events and mentions, newest first); after that the saved positions leave no gaps, so the
+connector is no Backfiller and the suite's gap job finds nothing to do: polling delivers them. A "dropped connection" of a polling client is X answering 503 for a
 while; rate limits hit the DM send endpoint (the poll endpoints' 429s are in the connector's
 own tests)."""
 
@@ -21,7 +22,7 @@ ME, ALICE = "1500000000000000001", "1500000000000000002"
 
 class Driver:
     platform = "x"
-    abilities = {"attachment", "mention", "send", "disconnect", "rate_limit"}
+    abilities = {"attachment", "mention", "backfill", "send", "disconnect", "rate_limit"}
 
     def __init__(self) -> None:
         self.fake = FakeX(client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
@@ -64,7 +65,7 @@ class Driver:
         self.fake.outage(4)
 
     async def seed_history(self, n: int) -> list[str]:
-        raise NotImplementedError("no history endpoint beyond the first poll")
+        return [str(self.fake.dm(ALICE, ME, f"history {i}")["id"]) for i in range(n)]
 
     async def forged_webhook(self, hub_url: str, account_id: str) -> int:
         raise NotImplementedError("X is polled: there is no webhook")

@@ -5,7 +5,6 @@ x-rate-limit-reset, outages, rejected and expired tokens."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
