@@ -34,8 +34,10 @@ GROUP_STYLE = 43
 
 def normalize(envelope: Envelope, account: Account | None = None) -> list[Change]:
     row = envelope.payload
-    if not isinstance(row, dict) or not row.get("guid") or not row.get("chat_guid"):
-        raise ValueError("not a chat.db message row (no guid or chat)")
+    if not isinstance(row, dict) or not row.get("guid"):
+        raise ValueError("not a chat.db message row (no guid)")
+    if not row.get("chat_guid"):
+        return []  # an orphan row in no chat (left behind by a deleted conversation): nowhere to show it
     chat_id, at = str(row["chat_guid"]), apple_ms(row.get("date"))
     is_self = bool(row.get("is_from_me"))
     sender = _self_address(row) if is_self else row.get("handle")

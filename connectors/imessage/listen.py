@@ -21,6 +21,7 @@ from connectors.base import AccountState, Envelope, ListenContext
 from connectors.imessage.chatdb import open_readonly, read_after, read_edited
 
 APPLE_EPOCH_NS = 978_307_200 * 1_000_000_000
+JOIN_GRACE_NS = 10 * 1_000_000_000
 
 
 async def poll(ctx: ListenContext, *, interval: float, batch: int) -> None:
@@ -40,14 +41,15 @@ async def poll(ctx: ListenContext, *, interval: float, batch: int) -> None:
         await ctx.report(AccountState.CONNECTED, f"polling {path}")
         while True:
             try:
-                rows = await asyncio.to_thread(read_after, db, rowid, batch)
+                read = await asyncio.to_thread(read_after, db, rowid, batch)
+                rows = settled(read, apple_now())
                 if rows:
                     rowid = max(r["rowid"] for r in rows)
                 changed = await asyncio.to_thread(read_edited, db, rowid, edited, batch) if len(rows) < batch else []
             except sqlite3.OperationalError as err:  # "database is locked" while Messages checkpoints: next poll
                 if "locked" not in str(err) and "busy" not in str(err):
                     raise
-                rows = changed = []
+                read = rows = changed = []
             if changed:
                 edited = max(max(r["date_edited"] or 0, r["date_retracted"] or 0) for r in changed)
             if rows or changed:
@@ -56,10 +58,20 @@ async def poll(ctx: ListenContext, *, interval: float, batch: int) -> None:
                 envelopes += [Envelope("imessage", ctx.account.id, f"{r['guid']}:edit:{max(r['date_edited'] or 0, r['date_retracted'] or 0)}",
                                        now, r, "listen") for r in changed]
                 await ctx.emit(envelopes, resume={"rowid": rowid, "edited": edited})
-            if len(rows) < batch:
+            if len(rows) < batch or len(rows) < len(read):
                 await asyncio.sleep(interval)
     finally:
         db.close()
+
+
+def settled(rows: list[dict], now: int) -> list[dict]:
+    """The rows up to the first one that is not in a chat yet and was written in the last
+    JOIN_GRACE_NS: its chat_message_join row may still be on its way (read it next poll, not
+    without its chat). An older chatless row is an orphan and passes (normalize skips it)."""
+    for i, row in enumerate(rows):
+        if row.get("chat_guid") is None and now - int(row.get("date") or 0) < JOIN_GRACE_NS:
+            return rows[:i]
+    return rows
 
 
 def apple_now() -> int:

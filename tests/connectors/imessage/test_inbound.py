@@ -83,8 +83,12 @@ def test_apple_dates() -> None:
     assert abs(apple_ms(int((time.time() - 978_307_200) * 1e9)) - time.time() * 1000) < 5
 
 
+def test_an_orphan_row_in_no_chat_is_skipped() -> None:
+    assert normalize(Envelope("imessage", "a", "d", 0, {"guid": "x", "date": 1, "text": "lost"})) == []
+
+
 @pytest.mark.parametrize("payload", [
-    {"guid": "x"},  # no chat
+    {"chat_guid": "iMessage;-;a", "date": 1, "text": "no guid"},
     {"guid": "x", "chat_guid": "iMessage;-;a", "date": "yesterday"},
     {"guid": "x", "chat_guid": "iMessage;-;a", "date": 1, "attributed_body": "YWJj"},  # not a typedstream
     {"guid": "x", "chat_guid": "iMessage;-;a", "date": 1, "associated_message_type": 2001},  # tapback with no target

@@ -16,7 +16,7 @@ from connectors.base import AccountState, ChangeKind, Envelope, Outbound, SetupC
 from connectors.imessage.chatdb import open_readonly
 from connectors.imessage.connector import IMessageConnector, SendingUnavailable
 from tests.connectors.imessage.conftest import ALICE, BOB, account
-from tests.fakes.imessage import SCHEMA, ChatDb
+from tests.fakes.imessage import SCHEMA, ChatDb, apple_ns, archived
 from tests.waiting import wait_until
 
 SETUP = SetupContext(user_id="user-1", public_url="http://127.0.0.1:3414")
@@ -109,6 +109,26 @@ async def test_edits_and_unsends_of_recent_rows_are_seen_once(chatdb: ChatDb) ->
     await wait_until(lambda: len(again.envelopes) == 1)
     (deleted,) = connector().normalize(again.envelopes[0], again.account)
     assert deleted.kind is ChangeKind.DELETE and deleted.native_id == old
+    await stop(task)
+
+
+async def test_a_message_not_yet_in_its_chat_waits_for_its_join_row(chatdb: ChatDb) -> None:
+    """Should Messages commit the message row before its chat_message_join row, the poller does
+    not read past it (it would lose its chat) until the join arrives."""
+    chat = chatdb.chat([ALICE])
+    first = chatdb.message(chat, ALICE, "first")
+    ctx = Ctx(chatdb.path)
+    task = asyncio.create_task(connector().listen(ctx))
+    await wait_until(lambda: ctx.guids() == [first])
+    chatdb.db.execute("INSERT INTO message (guid, attributedBody, handle_id, date) VALUES ('LATE-JOIN', ?, 1, ?)",
+                      (archived("late"), apple_ns()))
+    after = chatdb.message(chat, ALICE, "after")
+    await asyncio.sleep(0.4)
+    assert ctx.guids() == [first]  # neither the chatless row nor the one behind it
+    rowid = chatdb.db.execute("SELECT ROWID FROM message WHERE guid = 'LATE-JOIN'").fetchone()[0]
+    chatdb.db.execute("INSERT INTO chat_message_join VALUES (?, ?, 0)", (chat, rowid))
+    await wait_until(lambda: ctx.guids() == [first, "LATE-JOIN", after])
+    assert ctx.envelopes[1].payload["chat_guid"] == chatdb.chat_guid(chat)
     await stop(task)
 
 
