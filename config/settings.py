@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     user_quota_bytes: int = Field(default=1 << 30, ge=0)  # all of one user's AI uploads
     rag_max_file_bytes: int = Field(default=50 << 20, ge=1)  # one RAG document (LOOMI_RAG_MAX_FILE_BYTES)
     rag_user_quota_bytes: int = Field(default=1 << 30, ge=0)  # all of one user's RAG documents and pending uploads
+    files_dir: Path | None = None  # /api/files bytes (LOOMI_FILES_DIR); default $LOOMI_HOME/files
+    preview_max_bytes: int = Field(default=2 << 20, ge=1)  # external-preview: most bytes read from a page
+    preview_timeout_seconds: float = Field(default=8.0, gt=0)  # external-preview: whole fetch, all redirects
+    preview_allow_networks: str = ""  # external-preview: CIDRs allowed despite being private (tests, intranets)
     vector_ann_threshold: int = Field(default=5000, ge=0)  # a person's vectors above this use the HNSW index (ai/ann.py)
     registration: Literal["auto", "open", "owner-only", "invite"] = "auto"  # see registration_policy
 

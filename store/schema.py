@@ -305,3 +305,39 @@ rag_uploads = sa.Table(
     sa.Column("created_at", Millis, nullable=False),
     sa.UniqueConstraint("user_id", "sha256", "size_bytes", "file_name", name="uq_rag_uploads_user_file"),
 )
+
+files = sa.Table(
+    "files",
+    metadata,
+    # A person's stored file (/api/files): the bytes live under LOOMI_FILES_DIR (default
+    # $LOOMI_HOME/files)/<user id>/<id>, named by id; `name` is only shown back.
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("user_id", sa.String(40), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("content_type", sa.String(200), nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("source", sa.String(20), nullable=False),  # upload | save | insights
+    sa.Column("created_at", Millis, nullable=False),
+    sa.Index("ix_files_user_created", "user_id", "created_at"),
+)
+
+skills = sa.Table(
+    "skills",
+    metadata,
+    # A person's workspace skill: SKILL.md (YAML front matter + body) and, for a zip upload,
+    # its other files under $LOOMI_HOME/skills/<user id>/<id>/.
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("user_id", sa.String(40), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("description", sa.String(2000), nullable=False),
+    sa.Column("version", sa.String(50)),
+    sa.Column("content", sa.Text, nullable=False),
+    sa.Column("meta", JSON, nullable=False),  # the front matter's other keys
+    sa.Column("files", JSON, nullable=False),  # relative paths of a zip's other files
+    sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("source", sa.String(20), nullable=False),  # created | upload
+    sa.Column("created_at", Millis, nullable=False),
+    sa.Column("updated_at", Millis, nullable=False),
+    sa.UniqueConstraint("user_id", "name", name="uq_skills_user_name"),
+)
