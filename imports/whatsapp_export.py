@@ -90,8 +90,8 @@ def _split(text: str) -> Iterator[_Raw]:
         if match is not None:
             if current is not None:
                 yield current
-            _, bracket, after = line.partition("] ")
-            _, colon, said = (after if bracket else line).partition(": ")
+            after = line.split("] ", 1)[-1] if match.re is IOS else line.split(" - ", 1)[-1]
+            _, colon, said = after.partition(": ")
             current = _Raw(number, match, marked=bool(colon) and said.startswith("\u200e"))
         elif current is not None:
             current.rest += "\n" + clean(line)
