@@ -72,9 +72,9 @@ def refusal(err: tweepy.HTTPException, credentials: dict[str, Any]) -> Exception
         expires_at = credentials.get("expires_at")
         if expires_at and int(expires_at) <= time.time() * 1000:
             return TokenExpired("X access token expired; waiting for the refresh")
-        return NeedsReauth(f"X refused the token: {_detail(err)}")
+        return NeedsReauth(f"X refused the token: {detail(err)}")
     return err
 
 
-def _detail(err: tweepy.HTTPException) -> str:
+def detail(err: tweepy.HTTPException) -> str:
     return "; ".join(err.api_messages) or f"HTTP {err.response.status}"

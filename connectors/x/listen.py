@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import tweepy
 
-from connectors.base import AccountState, Envelope, ListenContext, RateLimited
+from connectors.base import AccountState, Envelope, ListenContext, NeedsReauth, RateLimited
 from connectors.x import client as x
 from connectors.x.settings import XSettings
 
@@ -156,6 +156,8 @@ async def listen(settings: XSettings, ctx: ListenContext) -> None:
                     await ctx.report(*shown)
                 await asyncio.sleep(min(settings.poll_seconds, 0.25 * 2 ** min(failures, 8)))
                 continue
+            except tweepy.Forbidden as err:  # the token lacks dm.read/tweet.read, or the app lost access
+                raise NeedsReauth(f"X refused to show mentions or DMs: {x.detail(err)}") from None
             except tweepy.HTTPException as err:
                 raise x.refusal(err, credentials) from None
             if found.payloads:

@@ -82,6 +82,7 @@ class FakeX:
         self.sent: list[Json] = []  # DMs our client posted: {participant_id|dm_conversation_id, text, event_id}
         self.calls: list[tuple[str, str, dict[str, str]]] = []  # (method, path, query) of every API call
         self.refreshes = 0
+        self.forbidden: set[str] = set()  # user ids whose token may not read DMs (no dm.read scope)
         self.issued: list[str] = []  # access tokens, in the order they were handed out
         self.bearers: list[str] = []  # the bearer token of every API call
         self._codes: dict[str, _Code] = {}
@@ -317,6 +318,8 @@ class FakeX:
 
     async def _dm_events(self, request: web.Request) -> web.Response:
         me = request[USER]
+        if me in self.forbidden:
+            return _problem(403, "Forbidden", "You are not permitted to perform this action.")
         mine = [e for e in reversed(self.dm_events) if self._member(me, e["dm_conversation_id"])]
         return web.json_response(self._page(mine, request.query, 1, 100, 100))
 

@@ -113,6 +113,10 @@ async def test_a_revoked_token_needs_reauth_and_an_expired_one_waits_for_refresh
     fake.revoke(revoked.credentials["access_token"])
     with pytest.raises(NeedsReauth, match="X refused the token"):
         await asyncio.wait_for(connector.listen(RecordingContext(revoked)), 5)
+    fake.forbidden.add(ME)
+    with pytest.raises(NeedsReauth, match="not permitted"):
+        await asyncio.wait_for(connector.listen(RecordingContext(make_account(fake))), 5)
+    fake.forbidden.clear()
     expired = make_account(fake, ttl=0)
     with pytest.raises(TokenExpired):
         await asyncio.wait_for(connector.listen(RecordingContext(expired)), 5)
