@@ -17,6 +17,7 @@ import random
 import time
 from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
+from ai.discovery import PROBE_SECONDS, Discovery, LocalServer, parse_ports
 from ai.providers import LOCAL, Provider, ProviderTable, Target, load_table
 from ai.types import AIError, ChatChunk, ChatRequest, ChatResult, Usage, not_configured
 from ai.upstreams import Adapter, Embeddings
@@ -42,12 +43,44 @@ class Gateway:
         }
         self.usage = UsageRecorder(hub.engine)
         self._models_cache: tuple[float, list[dict[str, Any]]] | None = None
+        self.configured = table  # what settings say; `table` adds what discovery finds
+        self.discovery: Discovery | None = None
+        self.servers: dict[str, LocalServer] = {}
 
     @classmethod
     def from_settings(cls, hub: Hub) -> "Gateway":
-        return cls(hub, load_table(hub.settings, [local_provider()]))
+        gateway = cls(hub, load_table(hub.settings, [local_provider()]))
+        settings = hub.settings
+        configured_chat = any("chat" in p.capabilities for p in gateway.table.upstreams)
+        if settings.ai_discover and not configured_chat:
+            gateway.discover(settings.ai_discover_host, parse_ports(settings.ai_discover_ports), settings.ai_discover_seconds)
+        return gateway
+
+    def discover(self, host: str, ports: list[int], every: float) -> Discovery:
+        """Look for local model servers in the background; what is found joins the table."""
+        self.discovery = Discovery(self.http, host, ports, every, self._use_servers)
+        with contextlib.suppress(RuntimeError):  # no running loop: started by the first `ready()`
+            self.discovery.start()
+        return self.discovery
+
+    def _use_servers(self, servers: list[LocalServer]) -> None:
+        base = self.configured
+        taken = {p.name for p in base.providers}
+        found = [s for s in servers if s.name not in taken]
+        local = [p for p in base.providers if p.kind == LOCAL]
+        self.servers = {s.name: s for s in found}
+        self.table = ProviderTable(base.upstreams + [s.provider() for s in found] + local, base.aliases, base._default_model)
+        self._models_cache = None
+
+    async def ready(self) -> None:
+        """Before routing: the first discovery round, if it is still running (at most ~1 s, once)."""
+        if self.discovery is not None and not self.discovery.first_round.is_set():
+            self.discovery.start()
+            await self.discovery.wait_first_round(3 * PROBE_SECONDS)
 
     async def aclose(self) -> None:
+        if self.discovery is not None:
+            await self.discovery.aclose()
         await self.usage.drain()
         await self.http.aclose()
 
@@ -71,6 +104,7 @@ class Gateway:
         await asyncio.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
 
     async def _call(self, capability: str, model: str | None, call: Callable[[Adapter, Target], Awaitable[T]]) -> tuple[Target, T]:
+        await self.ready()
         last: AIError | None = None
         targets = self.targets(capability, model)
         for target in targets:
@@ -107,6 +141,7 @@ class Gateway:
 
     async def open_chat_stream(self, user_id: str, request: ChatRequest, what: str = "chat") -> "ChatStream":
         """A stream whose first chunk has already arrived: any failure before it falls back."""
+        await self.ready()
         last: AIError | None = None
         targets = self.targets("chat", request.model)
         for target in targets:
@@ -163,6 +198,7 @@ class Gateway:
 
     async def models(self) -> list[dict[str, Any]]:
         """What `/v1/models` lists: configured and offline models, plus what open upstreams report."""
+        await self.ready()
         now = time.monotonic()
         if self._models_cache is not None and now - self._models_cache[0] < MODELS_CACHE_SECONDS:
             return self._models_cache[1]
@@ -183,8 +219,25 @@ class Gateway:
             "status": "ok" if self.table.serves("chat") else "unavailable",
             "chat": self.table.serves("chat"),
             "defaultModel": self.table.default_model,
+            "provider": self.chat_provider(),
             "providers": [p.name for p in self.table.upstreams],
+            "discovered": [{"name": s.name, "server": s.server, "models": list(s.models)} for s in self.servers.values()],
             "offline": {cap: cap in offline for cap in ("embeddings", "speech", "transcriptions", "chat")},
+        }
+
+    def chat_provider(self) -> dict[str, Any] | None:
+        """Who answers a chat that names no model: the first of the default model's chain."""
+        targets = self.table.route("chat", None)
+        if not targets:
+            return None
+        provider = targets[0].provider
+        server = self.servers.get(provider.name)
+        return {
+            "name": provider.name,
+            "kind": provider.kind,
+            "model": targets[0].model or None,
+            "local": server is not None or provider.kind == LOCAL,
+            "server": server.server if server else None,
         }
 
 
@@ -245,6 +298,14 @@ def gateway_of(hub: Hub) -> Gateway:
     gateway = hub.extras.get("ai.gateway")
     if gateway is None:
         gateway = hub.extras["ai.gateway"] = Gateway.from_settings(hub)
+    return gateway
+
+
+async def ready_gateway(hub: Hub) -> Gateway:
+    """The gateway once its first look for local model servers is done (a status that says
+    "unavailable" a moment before a server is found would be wrong)."""
+    gateway = gateway_of(hub)
+    await gateway.ready()
     return gateway
 
 

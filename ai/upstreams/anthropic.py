@@ -288,7 +288,7 @@ class AnthropicUpstream:
         provider = target.provider
         body = to_messages_request(target, request, stream=False)
         try:
-            async with self.http.session().post(
+            async with self.http.post(
                 self._url(provider, "/messages"), data=orjson.dumps(body), headers=self._headers(provider), timeout=timeout(provider)
             ) as response:
                 content = await response.read()
@@ -303,7 +303,7 @@ class AnthropicUpstream:
         body = to_messages_request(target, request, stream=True)
         state = _StreamState(target)
         try:
-            async with self.http.session().post(
+            async with self.http.post(
                 self._url(provider, "/messages"), data=orjson.dumps(body),
                 headers={**self._headers(provider), "accept": "text/event-stream"}, timeout=timeout(provider),
             ) as response:

@@ -11,7 +11,8 @@ anywhere: some upstreams echo part of a bad key back in their message.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import contextlib
+from typing import Any, AsyncIterator
 
 import aiohttp
 import orjson
@@ -20,6 +21,8 @@ from ai.providers import Provider
 from ai.types import AIError
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 520, 522, 524, 529})
+KEEPALIVE_SECONDS = 4.0  # under uvicorn's 5 s and most servers' idle limits: we close first
+STALE = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)  # a pooled connection the server had closed
 
 
 class Http:
@@ -30,7 +33,7 @@ class Http:
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=200, limit_per_host=100, keepalive_timeout=60, enable_cleanup_closed=True)
+            connector = aiohttp.TCPConnector(limit=200, limit_per_host=100, keepalive_timeout=KEEPALIVE_SECONDS)
             self._session = aiohttp.ClientSession(
                 connector=connector, json_serialize=lambda v: orjson.dumps(v).decode(), auto_decompress=True,
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=5.0, sock_read=60.0),
@@ -40,6 +43,22 @@ class Http:
     async def aclose(self) -> None:
         if self._session is not None and not self._session.closed:
             await self._session.close()
+
+    @contextlib.asynccontextmanager
+    async def post(self, url: str, **kwargs: Any) -> AsyncIterator[aiohttp.ClientResponse]:
+        """POST, once more on a fresh connection if a kept-alive one turns out to be closed
+        (the server hung up on it while idle: nothing reached it, so sending again is safe)."""
+        for attempt in range(2):
+            try:
+                response = await self.session().post(url, **kwargs)
+                break
+            except STALE:
+                if attempt:
+                    raise
+        try:
+            yield response
+        finally:
+            response.release()
 
 
 def timeout(provider: Provider) -> aiohttp.ClientTimeout:

@@ -62,7 +62,7 @@ class OpenAIUpstream:
         """(body, content type) of a successful POST."""
         provider = target.provider
         try:
-            async with self.http.session().post(
+            async with self.http.post(
                 provider.base_url + path,
                 data=orjson.dumps({**body, "model": target.model}),
                 headers=self._headers(provider),
@@ -100,7 +100,7 @@ class OpenAIUpstream:
             "stream_options": {**(request.params.get("stream_options") or {}), "include_usage": True},
         }
         try:
-            async with self.http.session().post(
+            async with self.http.post(
                 provider.base_url + "/chat/completions",
                 data=orjson.dumps(body),
                 headers={**self._headers(provider), "accept": "text/event-stream"},

@@ -19,7 +19,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 
 from ai import grounding, uploads, wire
-from ai.gateway import ChatStream, gateway_of
+from ai.gateway import ChatStream, gateway_of, ready_gateway
 from ai.search import Scope
 from ai.types import AIError, ChatRequest
 from ai.usage import count_messages, count_text
@@ -172,7 +172,7 @@ async def ai_chat(request: Request, user: Principal, body: AiChatBody):
     """Chat grounded in the user's own messages (scope: chatId, platform, accountId, since)."""
     hub = hub_of(request)
     chat = body.to_request()
-    gateway_of(hub).targets("chat", chat.model or None)  # fail fast (503) before searching
+    (await ready_gateway(hub)).targets("chat", chat.model or None)  # fail fast (503) before searching
     sources: list[dict[str, Any]] = []
     if body.grounded:
         try:
@@ -187,8 +187,8 @@ async def ai_chat(request: Request, user: Principal, body: AiChatBody):
 
 @endpoint(auth=False)
 async def ai_status(request: Request):
-    """AI status: whether chat is available, the default model, offline abilities (no auth)."""
-    return gateway_of(hub_of(request)).status()
+    """AI status: whether chat is available, the provider in use, discovered local servers (no auth)."""
+    return (await ready_gateway(hub_of(request))).status()
 
 
 # -- embeddings, models, tokens ----------------------------------------------------------------
