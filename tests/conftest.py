@@ -108,6 +108,7 @@ def hub_env(tmp: Path, backend: str, database_url: str, **extra: str) -> dict[st
         "LOOMI_REDIS_URL": redis_url_for(backend, REDIS_DB[backend]),
         "LOOMI_SECRET_KEY": "test-secret-" + backend,
         "LOOMI_LOG_LEVEL": "warning",
+        "LOOMI_AI_DISCOVER": "false",  # never pick up a model server someone runs on this machine
     }
     env.update(extra)
     return env
