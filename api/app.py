@@ -15,6 +15,7 @@ from api.errors import HANDLERS
 from api.routes import ai, auth, billing, health, integrations, messages, oauth_login, user
 from api.routes import insight_brief, insight_tabs, insights
 from api.routes import rag
+from api.routes import files, storage, workspace
 from loomi.hub import Hub
 
 Hook = Callable[[Hub], Awaitable[None]]
@@ -22,6 +23,7 @@ Hook = Callable[[Hub], Awaitable[None]]
 
 def all_routes() -> list[BaseRoute]:
     modules = [health, auth, oauth_login, user, messages, integrations, ai, billing, insights, insight_brief, insight_tabs, rag]
+    modules += [files, storage, workspace]
     return [route for module in modules for route in module.routes] + [
         Route("/openapi.json", openapi.openapi, methods=["GET"], include_in_schema=False)
     ]
@@ -47,6 +49,7 @@ def body_limits(hub: Hub) -> dict[str, int]:
         "/api/messages/import": bulk,
         "/api/messages/raw": bulk,
         **rag_body_limits(hub),
+        "/api/files/upload": upload, "/api/workspace/skills/upload": workspace.MAX_UPLOAD_BYTES + MULTIPART_SLACK,
     }
 
 
