@@ -120,3 +120,19 @@ async def test_a_revoked_token_needs_reauth_and_an_expired_one_waits_for_refresh
     expired = make_account(fake, ttl=0)
     with pytest.raises(TokenExpired):
         await asyncio.wait_for(connector.listen(RecordingContext(expired)), 5)
+
+
+async def test_history_is_capped_and_an_edited_tweet_edits_the_first(fake: FakeX, account: Account) -> None:
+    connector = XConnector(x_settings(fake, LOOMI_X_HISTORY_PAGES="1"))
+    for i in range(130):
+        fake.dm(ALICE, ME, f"old {i}")
+    first = fake.mention(ALICE, "draft", mentioned=[ME])
+    ctx = RecordingContext(account)
+    async with Listening(connector, ctx):
+        await wait_until(lambda: len(ctx.emitted) == 101)
+        fake.mention(ALICE, "final", mentioned=[ME], edit_of=first["id"])
+        await wait_until(lambda: len(ctx.emitted) == 102)
+    dms = [t for t in ctx.texts() if t.startswith("old")]
+    assert dms == [f"old {i}" for i in range(30, 130)]  # the newest page only, oldest first
+    (edit,) = connector.normalize(ctx.emitted[-1], account)
+    assert edit.kind.value == "edit" and edit.native_id == first["id"] and edit.message.text.endswith("final")
