@@ -106,6 +106,7 @@ async def apply_changes(conn: AsyncConnection, items: list[Owned]) -> int:
         upserts = [r for r, i in zip(rows, batch) if i.change.kind is ChangeKind.UPSERT]
         edits = [r for r, i in zip(rows, batch) if i.change.kind is ChangeKind.EDIT]
         deletes = [r for r, i in zip(rows, batch) if i.change.kind is ChangeKind.DELETE]
+        await _name_from_chats(conn, upserts)
         touched += await _insert_new(conn, upserts)
         for row in edits:
             touched += await _apply_edit(conn, row)
@@ -247,6 +248,25 @@ async def _apply_status(conn: AsyncConnection, row: dict[str, Any], change: Chan
         .values(status=change.status, seq=row["seq"], updated_at=row["updated_at"])
     )
     return max(result.rowcount or 0, 0)
+
+
+async def _name_from_chats(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Messages whose payload names no chat (Discord's) take the name the platform last gave
+    the chat (a CHAT change, or an earlier message), so a list by chat reads well."""
+    unnamed = {(r["account_id"], r["chat_id"]) for r in rows if not r["chat_name"]}
+    if not unnamed:
+        return
+    accounts_ = sorted({a for a, _ in unnamed})
+    chat_ids = sorted({c for _, c in unnamed})
+    found = await conn.execute(
+        sa.select(chats.c.account_id, chats.c.chat_id, chats.c.name).where(
+            chats.c.account_id.in_(accounts_), chats.c.chat_id.in_(chat_ids), chats.c.name.is_not(None)
+        )
+    )
+    names = {(row.account_id, row.chat_id): row.name for row in found}
+    for row in rows:
+        if not row["chat_name"]:
+            row["chat_name"] = names.get((row["account_id"], row["chat_id"]))
 
 
 def _chat_upsert(conn: AsyncConnection):  # noqa: ANN202

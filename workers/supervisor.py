@@ -1,11 +1,21 @@
-"""Listener supervision: exactly one live listener per enabled account, across every worker.
+"""Listener supervision: exactly one live listener per enabled account, across every worker,
+each worker holding about its fair share.
 
-Each worker scans the enabled accounts and takes a Redis lease (SET NX PX) for any account
+Each worker scans the enabled accounts and takes a Redis lease (SET NX PX) for accounts
 nobody holds; the lease value carries a fencing token from INCR, and `workers.stream.append`
 refuses writes whose token is not the current lease, so a stalled worker that lost its lease
 cannot queue anything. Leases are extended every `heartbeat` seconds; a killed worker's
 leases expire after `lease_ms` and the next scan elsewhere takes the account over.
 A failing listener restarts with exponential backoff and full jitter.
+
+Fair share: workers register in a sorted set with the same heartbeat. A worker takes accounts
+only while it holds fewer than its share (accounts / live workers, rounded up), and when it
+holds more than the share plus a slack (a worker joined, or it started alone) it stops and
+releases the surplus; the listener's resume state is saved with every emit, so the worker
+that takes an account over goes on from exactly there, losing and repeating nothing. Scans
+read the accounts table only when `keys.ACCOUNTS_VERSION` moved (connect, disconnect,
+credentials refreshed, needs_reauth) or every `rescan_seconds`; in between, one MGET of the
+lease keys finds the accounts nobody holds.
 
 A platform whose connector is an `AppListener` (one connection for the whole app, like
 Discord's bot gateway) runs no listener per account: one app listener per platform runs under
@@ -17,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -55,6 +66,13 @@ async def write_status(hub: Hub, account_id: str, state: AccountState, detail: s
     await hub.redis.hset(keys.status(account_id), mapping=mapping)
     async with hub.engine.begin() as conn:
         await account_store.set_state(conn, account_id, state, detail)
+    if state is AccountState.NEEDS_REAUTH:
+        await accounts_changed(hub)  # no worker may start it again until the person reconnects
+
+
+async def accounts_changed(hub: Hub) -> None:
+    """Tell every worker's supervisor to read the accounts again on its next scan."""
+    await hub.redis.incr(keys.ACCOUNTS_VERSION)
 
 
 @dataclass
@@ -110,6 +128,8 @@ class AppListenerContext:
     on_reconnect: Callable[[str], Awaitable[None]]
     connected_at: float | None = None
     _state: AccountState | None = field(default=None, repr=False)
+    _routes: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    _routes_version: bytes | None = field(default=None, repr=False)
 
     async def emit(self, events: list[WebhookEvent], resume: dict[str, Any] | None = None) -> None:
         routes = await self._accounts_for({e.external_id for e in events if e.external_id})
@@ -131,14 +151,22 @@ class AppListenerContext:
                 await pipe.execute()
 
     async def _accounts_for(self, external_ids: set[str]) -> dict[str, list[str]]:
+        """external id -> its accounts, cached until an account changes anywhere
+        (`keys.ACCOUNTS_VERSION`): one Redis GET per emit instead of a database query."""
         if not external_ids:
             return {}
-        async with self.hub.engine.connect() as conn:
-            rows = await account_store.by_external_id(conn, self.platform, sorted(external_ids))
-        routes: dict[str, list[str]] = {}
-        for row in rows:
-            routes.setdefault(row["external_id"], []).append(row["id"])
-        return routes
+        version = await self.hub.redis.get(keys.ACCOUNTS_VERSION)
+        if version != self._routes_version:
+            self._routes, self._routes_version = {}, version
+        missing = sorted(external_ids - self._routes.keys())
+        if missing:
+            async with self.hub.engine.connect() as conn:
+                rows = await account_store.by_external_id(conn, self.platform, missing)
+            found: dict[str, list[str]] = {external_id: [] for external_id in missing}
+            for row in rows:
+                found[row["external_id"]].append(row["id"])
+            self._routes.update(found)
+        return {e: self._routes[e] for e in external_ids}
 
     async def report(self, state: AccountState, detail: str | None = None) -> None:
         """The app connection's state is every one of its accounts' state."""
@@ -181,11 +209,17 @@ class Supervisor:
         lease_ms: int = 10_000,
         heartbeat: float = 3.0,
         on_reconnect: Callable[[str], Awaitable[None]] | None = None,
+        rescan_seconds: float = 30.0,
+        slack: float = 0.1,
     ) -> None:
         self.hub, self.worker = hub, worker
         self.scan_interval, self.lease_ms, self.heartbeat = scan_interval, lease_ms, heartbeat
         self.on_reconnect = on_reconnect or (lambda account_id: asyncio.sleep(0))
+        self.rescan_seconds, self.slack = rescan_seconds, slack
         self.running: dict[str, Running] = {}
+        self._wanted: dict[str, str] = {}
+        self._read_version: bytes | None = None
+        self._read_at = -math.inf
 
     async def run(self, stop: asyncio.Event) -> None:
         beat = asyncio.create_task(self._heartbeat_loop(stop))
@@ -206,6 +240,36 @@ class Supervisor:
             await self.stop_all()
 
     async def scan(self) -> None:
+        await self._register()
+        wanted = await self._wanted_listeners()
+        for account_id, running in list(self.running.items()):
+            if account_id not in wanted or running.task.done():
+                await self._stop(account_id, release=True)
+            elif wanted[account_id] != running.version:
+                log.info("%s: credentials or settings changed; restarting its listener", account_id)
+                await self._stop(account_id, release=True)
+        share = math.ceil(len(wanted) / max(await self.live_workers(), 1))
+        if len(self.running) > share + max(1, math.ceil(share * self.slack)):
+            surplus = sorted(self.running)[share:]  # a stable choice: no two workers fight over the same ones
+            log.info("holding %d listeners, fair share %d: handing %d over", len(self.running), share, len(surplus))
+            for account_id in surplus:
+                await self._stop(account_id, release=True)
+            return
+        free = await self._unheld([a for a in wanted if a not in self.running])
+        random.shuffle(free)  # workers scanning at once try different accounts first
+        for account_id in free[: max(share - len(self.running), 0)]:
+            token = await self._acquire(account_id)
+            if token is not None:
+                run = self._supervise_app(account_id.removeprefix("app:"), token) if account_id.startswith("app:") else self._supervise(account_id, token)
+                task = asyncio.create_task(run, name=f"listener:{account_id}")
+                self.running[account_id] = Running(task, token, wanted[account_id])
+
+    async def _wanted_listeners(self) -> dict[str, str]:
+        """Listener name -> the version it must run with; the accounts table is read again only
+        when an account changed somewhere or `rescan_seconds` passed."""
+        version = await self.hub.redis.get(keys.ACCOUNTS_VERSION)
+        if version == self._read_version and time.monotonic() - self._read_at < self.rescan_seconds:
+            return self._wanted
         async with self.hub.engine.connect() as conn:
             rows = await account_store.list_rows(conn, enabled_only=True)
         wanted: dict[str, str] = {}
@@ -218,18 +282,26 @@ class Supervisor:
                     wanted[app_key(row["platform"])] = "app"
             else:
                 wanted[row["id"]] = _version(row)
-        for account_id, running in list(self.running.items()):
-            if account_id not in wanted or running.task.done():
-                await self._stop(account_id, release=True)
-            elif wanted[account_id] != running.version:
-                log.info("%s: credentials or settings changed; restarting its listener", account_id)
-                await self._stop(account_id, release=True)
-        for account_id in set(wanted) - set(self.running):
-            token = await self._acquire(account_id)
-            if token is not None:
-                run = self._supervise_app(account_id.removeprefix("app:"), token) if account_id.startswith("app:") else self._supervise(account_id, token)
-                task = asyncio.create_task(run, name=f"listener:{account_id}")
-                self.running[account_id] = Running(task, token, wanted[account_id])
+        self._wanted, self._read_version, self._read_at = wanted, version, time.monotonic()
+        return wanted
+
+    async def _unheld(self, names: list[str]) -> list[str]:
+        """Which of these listeners no worker holds a lease on (one round trip)."""
+        if not names:
+            return []
+        held = await self.hub.redis.mget([keys.lease(name) for name in names])
+        return [name for name, lease in zip(names, held) if lease is None]
+
+    async def _register(self) -> None:
+        """Say this worker is alive until one lease time from now; forget lapsed workers."""
+        now = int(time.time() * 1000)
+        async with self.hub.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(keys.WORKERS, {self.worker: now + self.lease_ms})
+            pipe.zremrangebyscore(keys.WORKERS, "-inf", now)
+            await pipe.execute()
+
+    async def live_workers(self) -> int:
+        return int(await self.hub.redis.zcount(keys.WORKERS, int(time.time() * 1000), "+inf"))
 
     async def _acquire(self, account_id: str) -> str | None:
         fence = await self.hub.redis.incr(keys.fence(account_id))
@@ -241,15 +313,31 @@ class Supervisor:
     async def _heartbeat_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             await asyncio.sleep(self.heartbeat)
-            for account_id, running in list(self.running.items()):
-                try:
-                    ok = await self.hub.redis.eval(_EXTEND, 1, keys.lease(account_id), running.token, self.lease_ms)
-                except Exception:  # noqa: BLE001 - Redis away: the lease may lapse; the fence protects us
-                    log.warning("heartbeat failed for %s", account_id)
-                    continue
-                if not ok:
+            try:
+                await self._register()
+            except Exception:  # noqa: BLE001 - Redis away: the registration lapses, shares grow elsewhere
+                log.warning("could not renew this worker's registration")
+            held = list(self.running.items())
+            try:
+                extended = await self._extend(held)
+            except Exception:  # noqa: BLE001 - Redis away: leases may lapse; the fence protects us
+                log.warning("heartbeat failed for %d leases", len(held))
+                continue
+            for (account_id, running), ok in zip(held, extended):
+                if not ok and self.running.get(account_id) is running:
                     log.warning("lease on %s lost; stopping its listener", account_id)
                     await self._stop(account_id, release=False)
+
+    async def _extend(self, held: list[tuple[str, Running]]) -> list[Any]:
+        """Extend every lease this worker holds in one round trip (a pipeline of the fenced
+        script), so a worker with a thousand listeners renews them well inside the lease time."""
+        if not held:
+            return []
+        script = self.hub.redis.register_script(_EXTEND)
+        async with self.hub.redis.pipeline(transaction=False) as pipe:
+            for account_id, running in held:
+                await script(keys=[keys.lease(account_id)], args=[running.token, self.lease_ms], client=pipe)
+            return await pipe.execute()
 
     async def _stop(self, account_id: str, *, release: bool) -> None:
         running = self.running.pop(account_id, None)
@@ -266,6 +354,10 @@ class Supervisor:
     async def stop_all(self) -> None:
         for account_id in list(self.running):
             await self._stop(account_id, release=True)
+        try:
+            await self.hub.redis.zrem(keys.WORKERS, self.worker)  # our share goes to the others now
+        except Exception:  # noqa: BLE001 - Redis away: the registration lapses by itself
+            log.warning("could not deregister this worker")
 
     async def _supervise(self, account_id: str, token: str) -> None:
         """Run one account's listener until cancelled, restarting it with backoff."""

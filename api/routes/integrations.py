@@ -7,10 +7,11 @@ when it has none, so a new platform needs no code here.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import time
-from typing import Any
+from typing import Any, Iterator
 
 import orjson
 from pydantic import Field
@@ -51,6 +52,7 @@ from store import accounts as account_store
 from workers import keys
 from workers.jobs import enqueue, jobs_pool
 from workers.stream import append
+from workers.supervisor import accounts_changed
 
 
 log = logging.getLogger("loomi.integrations")
@@ -99,6 +101,7 @@ async def connected(hub: Hub, user_id: str, platform: str, spec: AccountSpec) ->
     async with hub.engine.begin() as conn:
         row = await account_store.upsert_account(conn, hub.vault, user_id, platform, spec)
     await hub.redis.delete(keys.status(row["id"]))
+    await accounts_changed(hub)
     await enqueue(jobs_pool(hub), "backfill", row["id"], "history", job_id=f"history:{row['id']}:{int(time.time())}")
     return row
 
@@ -130,6 +133,7 @@ async def delete_account(request: Request, user: Principal):
                 log.warning("%s: platform clean-up on disconnect failed: %s", account_id, type(err).__name__)
     async with hub.engine.begin() as conn:
         await account_store.disconnect(conn, account_id)
+    await accounts_changed(hub)
     await hub.redis.hset(keys.status(account_id), mapping={"state": AccountState.STOPPED.value, "detail": "disconnected"})
     return {"success": True, "id": account_id}
 
@@ -165,13 +169,15 @@ def redirect_uri(request: Request, platform: str) -> str:
 async def oauth_start(request: Request, user: Principal):
     """Start OAuth: 302 to the authorize URL, or `{url, state}` for `Accept: application/json`."""
     platform, settings, connector = _oauth_platform(request)
+    with platform_refusals(platform.name):
+        extra = connector.authorize_params()
     url, state = await oauth.start(
         hub_of(request).redis,
         platform,
         settings,
         user_id=user.id,
         redirect_uri=redirect_uri(request, platform.name),
-        extra=connector.authorize_params(),
+        extra=extra,
     )
     if "application/json" in request.headers.get("accept", ""):
         return {"url": url, "state": state}
@@ -186,14 +192,10 @@ class ExchangeQuery(Body):
 async def _exchange(request: Request, query: ExchangeQuery, user_id: str | None) -> dict[str, Any]:
     hub = hub_of(request)
     platform, settings, connector = _oauth_platform(request)
-    try:
+    with platform_refusals(platform.name):
         flow = await oauth.consume_state(hub.redis, query.state, platform.name, user_id)
         token = await oauth.exchange_code(platform, settings, flow, query.code)
         spec = await connector.account_from_token(token)
-    except oauth.OAuthError as err:
-        raise bad_request(str(err), err.code) from None
-    except NeedsReauth as err:
-        raise bad_request(f"{platform.name} rejected the credentials", "credentials_rejected", str(err)) from None
     row = await connected(hub, flow.user_id, platform.name, spec)
     return {"success": True, "account": await account_json(hub, row)}
 
@@ -225,10 +227,14 @@ def setup_context(request: Request, user: Principal) -> SetupContext:
     return SetupContext(user_id=user.id, public_url=base.rstrip("/"))
 
 
-async def _platform_call(platform: str, call: Any) -> Any:
-    """Run a connector's set-up call, turning its refusals into the seed's errors."""
+@contextlib.contextmanager
+def platform_refusals(platform: str) -> Iterator[None]:
+    """Turn a connector's refusals into the seed's errors: credentials refused 400, an app
+    setting missing 503 naming it, rate limited 429, bad fields 400."""
     try:
-        return await call
+        yield
+    except oauth.OAuthError as err:
+        raise bad_request(str(err), err.code) from None
     except NeedsReauth as err:
         raise ApiError(400, f"{platform} rejected the credentials", "credentials_rejected", str(err)) from None
     except NotConfigured as err:
@@ -237,6 +243,11 @@ async def _platform_call(platform: str, call: Any) -> Any:
         raise ApiError(429, f"{platform} is rate limiting us", "rate_limited", f"retry after {err.retry_after:.0f} s") from None
     except ValueError as err:
         raise bad_request(str(err), "invalid_input") from None
+
+
+async def _platform_call(platform: str, call: Any) -> Any:
+    with platform_refusals(platform):
+        return await call
 
 
 async def _account_answer(hub: Hub, user: Principal, platform: str, spec: AccountSpec) -> dict[str, Any]:

@@ -207,7 +207,6 @@ async def _holder(hub: RunningHub, headers: dict[str, str], suffix: str = "") ->
     return None
 
 
-@pytest.mark.xfail(strict=True, reason="lead: the OAuth routes do not map NotConfigured to 503 yet (see the Discord report)")
 async def test_a_hub_without_the_bot_token_names_the_variable(backend: str, tmp_path: Path) -> None:
     async with FakeDiscord() as fake, fresh_database(backend, tmp_path) as db:
         env = {k: v for k, v in _env(backend, tmp_path, db, fake).items() if k != "LOOMI_DISCORD_BOT_TOKEN"}
