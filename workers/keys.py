@@ -6,6 +6,8 @@ INGEST_GROUP = "ingest"
 DEAD_LETTERS = "loomi:dlq"
 CHANGES_CHANNEL = "loomi:changes"  # pub/sub: user ids whose messages changed
 INDEXER_LOCK = "loomi:indexer-lock"  # one embedding indexer at a time across workers
+WORKERS = "loomi:workers"  # sorted set: worker name -> when its registration lapses (ms)
+ACCOUNTS_VERSION = "loomi:accounts:version"  # bumped whenever an account's listener must be reconsidered
 
 
 def lease(account_id: str) -> str:

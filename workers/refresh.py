@@ -14,7 +14,7 @@ from loomi.hub import Hub
 from store import accounts as account_store
 from store.schema import accounts
 from workers import keys
-from workers.supervisor import write_status
+from workers.supervisor import accounts_changed, write_status
 
 log = logging.getLogger("loomi.refresh")
 
@@ -67,4 +67,5 @@ async def refresh_account(hub: Hub, account_id: str, worker: str) -> int:
         return 0
     async with hub.engine.begin() as conn:
         await account_store.save_credentials(conn, hub.vault, account_id, {**account.credentials, **spec.credentials}, spec.expires_at)
+    await accounts_changed(hub)  # the listener restarts with the new token
     return 1
