@@ -7,7 +7,8 @@
 - text: `text`, or when NULL (most messages since macOS Ventura) the string decoded from
   `attributedBody`; U+FFFC (an inline attachment's place) removed.
 - dates: nanoseconds since 2001-01-01 (seconds in databases from before High Sierra).
-- replies: `thread_originator_guid` (inline replies).
+- replies: `thread_originator_guid` (inline replies); mentions: the handles in the text's
+  `__kIMMentionConfirmedMention` attribute runs.
 - tapbacks: `associated_message_type` 2000-2005 (love, like, dislike, laugh, emphasis,
   question) add, 3000-3005 take back, 2006/3006 a custom emoji (`associated_message_emoji`
   where the schema has it); the target is `associated_message_guid` without its `p:N/` or
@@ -25,7 +26,7 @@ import base64
 from typing import Any
 
 from connectors.base import Account, Attachment, Change, ChangeKind, ChatInfo, ChatType, Envelope, Message, Reaction
-from connectors.imessage.typedstream import OBJECT_REPLACEMENT, TypedStreamError, attributed_text
+from connectors.imessage.typedstream import OBJECT_REPLACEMENT, TypedStreamError, attributed_text, mentions
 
 APPLE_EPOCH_MS = 978_307_200_000
 TAPBACK_EMOJI = {0: "❤️", 1: "👍", 2: "👎", 3: "😂", 4: "‼️", 5: "❓"}
@@ -64,6 +65,7 @@ def normalize(envelope: Envelope, account: Account | None = None) -> list[Change
         sender_id=sender,
         is_self=is_self,
         text=text_of(row),
+        mentions=mentions(base64.b64decode(row["attributed_body"])) if row.get("attributed_body") else [],
         content_type="text" if not row.get("attachments") else "attachment",
         attachments=[_attachment(a) for a in row.get("attachments") or []],
         edited_at=apple_ms(row["date_edited"]) if row.get("date_edited") else None,

@@ -83,3 +83,140 @@ class _Reader:
             raise TypedStreamError("not a typedstream (no streamtyped signature)")
         self.order = HEADER_SIGNATURES[signature]
         self.integer()  # system version (1000)
+
+
+# ---- the attribute runs (mentions): a small unarchiver for the classes Messages uses ----------
+
+MENTION_KEY = "__kIMMentionConfirmedMention"
+TAG_NIL, TAG_END = 0x85, 0x86
+FIRST_REFERENCE = -110  # signed: 0x92 is reference 0; positive bytes continue the numbering
+INTEGER_TYPES = set("cCsSiIlLqQ")
+
+
+def mentions(blob: bytes) -> list[str]:
+    """The handles (phone or email) the sender mentioned: `__kIMMentionConfirmedMention`
+    values in the string's attribute runs. Empty when there are none or the archive holds a
+    class this reader does not know (mentions are extras; the text is read without this)."""
+    try:
+        root = _Unarchiver(blob).root()
+    except (TypedStreamError, IndexError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
+        return []
+    found: list[str] = []
+    for attributes in root.get("runs", []) if isinstance(root, dict) else []:
+        value = attributes.get(MENTION_KEY) if isinstance(attributes, dict) else None
+        if isinstance(value, str) and value not in found:
+            found.append(value)
+    return found
+
+
+class _Unarchiver(_Reader):
+    """Objects, classes and C strings share one reference table; type encodings and class names
+    another (GNUstep's NSUnarchiver, python-typedstream)."""
+
+    def __init__(self, blob: bytes) -> None:
+        super().__init__(blob)
+        self.strings: list[bytes] = []
+        self.objects: list[object] = []
+
+    def root(self) -> object:
+        self.header()
+        (value,) = self.group()
+        return value
+
+    def _reference(self, head: int) -> int:
+        self.pos -= 1
+        return self.integer() - FIRST_REFERENCE
+
+    def shared_string(self) -> bytes | None:
+        head = self.take(1)[0]
+        if head == TAG_NIL:
+            return None
+        if head == TAG_NEW:
+            value = self.take(self.integer(unsigned=True))
+            self.strings.append(value)
+            return value
+        return self.strings[self._reference(head)]
+
+    def c_string(self) -> bytes | None:
+        head = self.take(1)[0]
+        if head == TAG_NIL:
+            return None
+        if head == TAG_NEW:
+            value = self.shared_string()
+            self.objects.append(value)
+            return value
+        return self.objects[self._reference(head)]  # type: ignore[return-value]
+
+    def klass(self) -> list[str]:
+        """The class chain, subclass first."""
+        head = self.take(1)[0]
+        if head == TAG_NIL:
+            return []
+        if head != TAG_NEW:
+            return self.objects[self._reference(head)]  # type: ignore[return-value]
+        name = (self.shared_string() or b"").decode()
+        self.integer()  # class version
+        chain: list[str] = [name]
+        self.objects.append(chain)
+        chain += self.klass()
+        return chain
+
+    def object(self) -> object:
+        head = self.take(1)[0]
+        if head == TAG_NIL:
+            return None
+        if head != TAG_NEW:
+            return self.objects[self._reference(head)]
+        index = len(self.objects)
+        self.objects.append(None)
+        value = self.contents(self.klass())
+        if self.take(1)[0] != TAG_END:
+            raise TypedStreamError("object not closed")
+        self.objects[index] = value
+        return value
+
+    def group(self) -> list[object]:
+        encoding = (self.shared_string() or b"").decode()
+        values: list[object] = []
+        for kind in encoding:
+            if kind == "@":
+                values.append(self.object())
+            elif kind == "+":
+                values.append(self.take(self.integer(unsigned=True)))
+            elif kind == "*":
+                values.append(self.c_string())
+            elif kind in INTEGER_TYPES:
+                values.append(self.integer(unsigned=kind.isupper()))
+            else:
+                raise TypedStreamError(f"type {kind!r} not read here")
+        return values
+
+    def contents(self, chain: list[str]) -> object:
+        if "NSString" in chain:
+            (data,) = self.group()
+            return data.decode("utf-8")  # type: ignore[union-attr]
+        if "NSAttributedString" in chain:
+            (text,) = self.group()
+            runs: list[object] = []
+            while self.blob[self.pos] != TAG_END:  # (attribute index, run length), then a new dictionary
+                values = self.group()
+                runs += [v for v in values if isinstance(v, dict)]
+            return {"text": text, "runs": runs}
+        if "NSDictionary" in chain:
+            (count,) = self.group()
+            out: dict[object, object] = {}
+            for _ in range(int(count)):  # type: ignore[call-overload]
+                (key,) = self.group()
+                (value,) = self.group()
+                out[key if isinstance(key, (str, int)) else repr(key)] = value
+            return out
+        if "NSArray" in chain:
+            (count,) = self.group()
+            return [self.group()[0] for _ in range(int(count))]  # type: ignore[call-overload]
+        if "NSValue" in chain:  # NSNumber: its objCType as a C string, then a group of that type
+            (kind,) = self.group()
+            if not kind:
+                raise TypedStreamError("NSValue without a type")
+            values = self.group()
+            return values[0] if len(values) == 1 else values
+        raise TypedStreamError(f"class {chain[0] if chain else '?'} not read here")

@@ -10,7 +10,9 @@ and unsends changing the row in place (`date_edited`, `date_retracted`).
 `archived(text)` builds the attributedBody blob byte for byte as NSArchiver lays it out
 (NSMutableAttributedString -> NSString "+" contents, then the `iI` attribute run and its
 NSDictionary with `__kIMMessagePartAttributeName`), with typedstream's integer encoding for
-lengths past 127 bytes.
+lengths past 127 bytes; `archived_runs` / `with_mentions` write several runs through a small
+archiver (shared strings and objects numbered, repeats as references; for one run it writes
+exactly the bytes of `archived`), mentions as `__kIMMentionConfirmedMention` runs.
 """
 
 from __future__ import annotations
@@ -103,6 +105,130 @@ def archived(text: str) -> bytes:
     )
 
 
+class _Archiver:
+    """NSArchiver's typedstream writer for the few classes Messages puts in attributedBody:
+    shared strings (type encodings, class names) and objects (objects, classes, C strings)
+    each numbered in order of first appearance, later appearances written as references."""
+
+    def __init__(self) -> None:
+        self.out = bytearray(b"\x04\x0bstreamtyped\x81\xe8\x03")
+        self.strings: dict[bytes, int] = {}
+        self.objects: dict[object, int] = {}
+        self.count = 0
+
+    def _ref(self, number: int) -> None:
+        self.out += _int(number - 110)
+
+    def _number(self, key: object) -> bool:
+        """True if `key` was written before (a reference went out); else it gets the next number."""
+        if key in self.objects:
+            self._ref(self.objects[key])
+            return True
+        self.objects[key] = self.count
+        self.count += 1
+        return False
+
+    def shared(self, value: bytes) -> None:
+        if value in self.strings:
+            self._ref(self.strings[value])
+            return
+        self.strings[value] = len(self.strings)
+        self.out += b"\x84" + _int(len(value)) + value
+
+    def klass(self, chain: list[tuple[str, int]]) -> None:
+        if not chain:
+            self.out += b"\x85"
+            return
+        name, version = chain[0]
+        if ("class", name) in self.objects:
+            self._ref(self.objects[("class", name)])
+            return
+        self.out += b"\x84"
+        self._number(("class", name))
+        self.shared(name.encode())
+        self.out += _int(version)
+        self.klass(chain[1:])
+
+    def obj(self, key: object, chain: list[tuple[str, int]], contents: "list[tuple[str, object]]") -> None:
+        self.shared(b"@")
+        self.out += b"\x84" if key not in self.objects else b""
+        if self._number(key):
+            return
+        self.klass(chain)
+        for encoding, value in contents:
+            self.group(encoding, value)
+        self.out += b"\x86"
+
+    def group(self, encoding: str, value: object) -> None:
+        if encoding == "@":
+            value()  # type: ignore[operator]  # writes its own "@" and object
+            return
+        self.shared(encoding.encode())
+        for kind, item in zip(encoding, value if isinstance(value, tuple) else (value,)):
+            if kind == "+":
+                data = item.encode() if isinstance(item, str) else item  # type: ignore[union-attr]
+                self.out += _int(len(data)) + data
+            elif kind == "*":
+                self.out += b"\x84" if ("cstring", item) not in self.objects else b""
+                if not self._number(("cstring", item)):
+                    self.shared(item)  # type: ignore[arg-type]
+            else:
+                self.out += _int(int(item))  # type: ignore[call-overload]
+
+
+OBJECT, STRING = [("NSObject", 0)], [("NSString", 1), ("NSObject", 0)]
+
+
+def archived_runs(text: str, runs: list[tuple[int, dict[str, object]]]) -> bytes:
+    """`text` with attribute runs [(utf-16 length, {key: int | str})], archived as Messages does;
+    equal dictionaries are one object, written once and referenced after."""
+    a = _Archiver()
+
+    def string(key: object, value: str, chain: list[tuple[str, int]] = STRING) -> "callable":
+        return lambda: a.obj(key, chain, [("+", value)])
+
+    def number(value: int) -> "callable":
+        return lambda: a.obj(("number", value), [("NSNumber", 0), ("NSValue", 0)] + OBJECT, [("*", b"i"), ("i", value)])
+
+    def dictionary(attributes: dict[str, object]) -> "callable":
+        def write() -> None:
+            pairs: list[tuple[str, object]] = [("i", len(attributes))]
+            for k, v in attributes.items():
+                pairs += [("@", string(("key", k), k)), ("@", number(v) if isinstance(v, int) else string(("value", v), str(v)))]
+            a.obj(("dict", tuple(sorted(attributes.items()))), [("NSDictionary", 0)] + OBJECT, pairs)
+        return write
+
+    indexes: dict[tuple, int] = {}
+    contents: list[tuple[str, object]] = [("@", string("text", text, [("NSMutableString", 1)] + STRING))]
+    for length, attributes in runs:
+        key = tuple(sorted(attributes.items()))
+        new = key not in indexes
+        indexes.setdefault(key, len(indexes) + 1)
+        contents.append(("iI", (indexes[key], length)))
+        if new:
+            contents.append(("@", dictionary(attributes)))
+    a.obj("root", [("NSMutableAttributedString", 0), ("NSAttributedString", 0)] + OBJECT, contents)
+    return bytes(a.out)
+
+
+def with_mentions(text: str, mentioned: dict[str, str]) -> bytes:
+    """`text` where each key of `mentioned` (e.g. "@Alice") is a confirmed mention of its handle."""
+    runs: list[tuple[int, dict[str, object]]] = []
+    rest = text
+    plain: dict[str, object] = {"__kIMMessagePartAttributeName": 0}
+    while rest:
+        hits = [(rest.find(name), name) for name in mentioned if name in rest]
+        if not hits:
+            runs.append((len(rest.encode("utf-16-le")) // 2, plain))
+            break
+        at, name = min(hits)
+        if at:
+            runs.append((len(rest[:at].encode("utf-16-le")) // 2, plain))
+        runs.append((len(name.encode("utf-16-le")) // 2, {**plain, "__kIMMentionConfirmedMention": mentioned[name]}))
+        rest = rest[at + len(name):]
+    return archived_runs(text, runs)
+
+
 def apple_ns(unix_seconds: float | None = None) -> int:
     return int(((unix_seconds if unix_seconds is not None else time.time()) - APPLE_EPOCH) * 1_000_000_000)
 
@@ -146,13 +272,14 @@ class ChatDb:
 
     def message(self, chat_id: int, sender: str | None, text: str | None, *, in_text_column: bool = False,
                 reply_to: str | None = None, attachment: dict | None = None, tapback: tuple[str, int] | None = None,
-                item_type: int = 0, group_title: str | None = None, at: float | None = None) -> str:
+                item_type: int = 0, group_title: str | None = None, at: float | None = None,
+                mentions: dict[str, str] | None = None) -> str:
         """Insert one message as Messages does (one transaction); returns its guid. `sender` None: from me.
         `tapback`: (target guid, associated_message_type)."""
         guid = str(uuid.uuid4()).upper()
         date = apple_ns(at)
         handle_id = self.handle(sender) if sender else 0
-        body = archived(text) if text is not None else None
+        body = (with_mentions(text, mentions) if mentions else archived(text)) if text is not None else None
         associated = (f"p:0/{tapback[0]}", tapback[1]) if tapback else (None, 0)
         with self.db:
             self.db.execute("BEGIN")

@@ -5,14 +5,13 @@ and polled by the hub's worker.
 
 Abilities: edit and delete (macOS 13+ edits and unsends change the row in place: the poller
 re-reads recent changed rows), reply (inline replies, `thread_originator_guid`), attachment,
-reaction (tapbacks), backfill: what chat.db held before connecting arrives because the poller's first run starts at
+reaction (tapbacks), mention (`__kIMMentionConfirmedMention` runs in attributedBody), backfill: what chat.db held before connecting arrives because the poller's first run starts at
 ROWID 0 (the whole history), and what was written while the hub was away because it resumes
 at the saved ROWID; there is no separate history API, so the connector is no Backfiller and
 the suite's gap job finds nothing to do. Not: send (no AppleScript bridge to Messages here),
 webhook (none), disconnect (a file has
 no connection to drop; a restart resuming at the saved ROWID is in
-tests/connectors/imessage/test_listen.py), mention (kept only in attributedBody's attributes),
-rate_limit (nothing remote).
+tests/connectors/imessage/test_listen.py), rate_limit (nothing remote).
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ ALICE = "+15550109999"
 
 class Driver:
     platform = "imessage"
-    abilities = {"edit", "delete", "reply", "attachment", "reaction", "backfill"}
+    abilities = {"edit", "delete", "reply", "attachment", "mention", "reaction", "backfill"}
 
     def __init__(self) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="loomi-imessage-"))
@@ -50,7 +49,11 @@ class Driver:
 
     async def post_message(self, text: str, **kw: Any) -> str:
         attachment = {"name": "IMG_0042.jpeg", "mime_type": "image/jpeg", "size": 48_213} if kw.get("attachment") else None
-        return self.messages.message(self.chat, ALICE, text, reply_to=kw.get("reply_to"), attachment=attachment)
+        mentioned = None
+        if kw.get("mention"):
+            text, mentioned = f"@Me {text}", {"@Me": self.messages.me}
+        return self.messages.message(self.chat, ALICE, text, reply_to=kw.get("reply_to"), attachment=attachment,
+                                     mentions=mentioned)
 
     async def edit(self, native_id: str, text: str) -> None:
         self.messages.edit(native_id, text)

@@ -63,6 +63,13 @@ def test_replies_tapbacks_and_their_removal(chatdb: ChatDb) -> None:
     assert loved.reaction.emoji == "❤️" and loved.reaction.sender_id == "me@icloud.com"
 
 
+def test_mentions(chatdb: ChatDb) -> None:
+    group = chatdb.chat([ALICE, BOB], name="Team")
+    chatdb.message(group, ALICE, "@Bob can you check?", mentions={"@Bob": BOB})
+    (change,) = changes(chatdb)
+    assert change.message.text == "@Bob can you check?" and change.message.mentions == [BOB]
+
+
 def test_attachments_and_a_group_rename(chatdb: ChatDb) -> None:
     group = chatdb.chat([ALICE, BOB], name="Old name")
     chatdb.message(group, ALICE, "\ufffc", attachment={"name": "IMG_0001.HEIC", "mime_type": "image/heic", "size": 2_048_000})

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.imessage.typedstream import TypedStreamError, attributed_text
-from tests.fakes.imessage import archived
+from connectors.imessage.typedstream import TypedStreamError, _Unarchiver, attributed_text, mentions
+from tests.fakes.imessage import archived, archived_runs, with_mentions
 
 # The layout public decoders document for a Messages attributedBody (NSAttributedString ->
 # NSString "Hello, world!", then one attribute run with __kIMMessagePartAttributeName = 0).
@@ -54,3 +54,23 @@ def test_a_big_endian_typedstream() -> None:
 def test_what_is_not_an_archived_string_raises(blob: bytes) -> None:
     with pytest.raises(TypedStreamError):
         attributed_text(blob)
+
+
+def test_the_documented_blob_unarchives_whole() -> None:
+    """Every byte accounted for: objects, classes and C strings in one reference table (the
+    NSNumber's objCType `i` is a C string: `84 99`, then `99` is the group's encoding)."""
+    reader = _Unarchiver(DOCUMENTED)
+    assert reader.root() == {"text": "Hello, world!", "runs": [{"__kIMMessagePartAttributeName": 0}]}
+    assert reader.pos == len(DOCUMENTED)
+
+
+def test_the_archiver_writes_the_documented_layout() -> None:
+    assert archived_runs("Hello, world!", [(13, {"__kIMMessagePartAttributeName": 0})]) == archived("Hello, world!")
+
+
+def test_mentions_are_read_from_the_attribute_runs() -> None:
+    blob = with_mentions("hey @Alice and @Bob, then @Alice again 👋", {"@Alice": "+15551230001", "@Bob": "bob@example.com"})
+    assert attributed_text(blob) == "hey @Alice and @Bob, then @Alice again 👋"
+    assert mentions(blob) == ["+15551230001", "bob@example.com"]  # the repeated run is a reference
+    assert mentions(archived("no one")) == []
+    assert mentions(DOCUMENTED[:-20]) == []  # unreadable attributes: no mentions, no error
