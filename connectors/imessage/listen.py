@@ -43,21 +43,20 @@ async def poll(ctx: ListenContext, *, interval: float, batch: int) -> None:
             try:
                 read = await asyncio.to_thread(read_after, db, rowid, batch)
                 rows = settled(read, apple_now())
-                if rows:
-                    rowid = max(r["rowid"] for r in rows)
-                changed = await asyncio.to_thread(read_edited, db, rowid, edited, batch) if len(rows) < batch else []
+                last = max((r["rowid"] for r in rows), default=rowid)
+                changed = await asyncio.to_thread(read_edited, db, last, edited, batch) if len(rows) < batch else []
             except sqlite3.OperationalError as err:  # "database is locked" while Messages checkpoints: next poll
                 if "locked" not in str(err) and "busy" not in str(err):
                     raise
-                read = rows = changed = []
-            if changed:
-                edited = max(max(r["date_edited"] or 0, r["date_retracted"] or 0) for r in changed)
+                read, rows, changed, last = [], [], [], rowid
+            newest_edit = max((_changed_at(r) for r in changed), default=edited)
             if rows or changed:
                 now = int(time.time() * 1000)
                 envelopes = [Envelope("imessage", ctx.account.id, str(r["guid"]), now, r, "listen") for r in rows]
-                envelopes += [Envelope("imessage", ctx.account.id, f"{r['guid']}:edit:{max(r['date_edited'] or 0, r['date_retracted'] or 0)}",
-                                       now, r, "listen") for r in changed]
-                await ctx.emit(envelopes, resume={"rowid": rowid, "edited": edited})
+                envelopes += [Envelope("imessage", ctx.account.id, f"{r['guid']}:edit:{_changed_at(r)}", now, r, "listen")
+                              for r in changed]
+                await ctx.emit(envelopes, resume={"rowid": last, "edited": newest_edit})
+            rowid, edited = last, newest_edit  # only once the queue has them
             if len(rows) < batch or len(rows) < len(read):
                 await asyncio.sleep(interval)
     finally:
@@ -72,6 +71,10 @@ def settled(rows: list[dict], now: int) -> list[dict]:
         if row.get("chat_guid") is None and now - int(row.get("date") or 0) < JOIN_GRACE_NS:
             return rows[:i]
     return rows
+
+
+def _changed_at(row: dict) -> int:
+    return max(row.get("date_edited") or 0, row.get("date_retracted") or 0)
 
 
 def apple_now() -> int:

@@ -58,7 +58,7 @@ def normalize(envelope: Envelope, account: Account | None = None) -> list[Change
         sender_name=name,
         is_self=False,  # the Cloud API never delivers the business's own messages back
         text=_text(kind, message),
-        content_type=kind if kind != "text" else "text",
+        content_type=kind,
         attachments=_attachments(kind, message),
     )
     return [Change(ChangeKind.UPSERT, msg.chat_id, msg.native_id, msg)]
