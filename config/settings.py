@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     ai_discover_host: str = "127.0.0.1"
     ai_discover_seconds: float = Field(default=30.0, gt=0)  # how often to look again
     auth_cache_seconds: float = Field(default=30.0, ge=0)  # principal cache (0: every request asks the database)
+    metrics_token: SecretStr | None = None  # /metrics: bearer token asked for; unset: loopback scrapers only
+    metrics_cache_seconds: float = Field(default=5.0, ge=0)  # cluster facts of /metrics and /status read at most this often
     upload_max_bytes: int = Field(default=25 << 20, ge=1)  # one AI upload (OpenAI's audio limit)
     user_quota_bytes: int = Field(default=1 << 30, ge=0)  # all of one user's AI uploads
     rag_max_file_bytes: int = Field(default=50 << 20, ge=1)  # one RAG document (LOOMI_RAG_MAX_FILE_BYTES)

@@ -24,7 +24,7 @@ from connectors.registry import UnknownPlatform
 from loomi.hub import Hub
 from store.accounts import load_accounts
 from store.messages import Owned, apply_changes
-from workers import keys
+from workers import keys, metrics
 from workers.stream import decode
 
 log = logging.getLogger("loomi.ingest")
@@ -54,6 +54,7 @@ async def dead_letter(redis: Redis, raw: bytes, error: str, entry_id: str) -> No
         "envelope": envelope,
     }
     await redis.rpush(keys.DEAD_LETTERS, orjson.dumps(record))
+    await metrics.count(redis, "dead_letter", envelope.get("p") if isinstance(envelope, dict) else None)
 
 
 class Ingestor:
@@ -124,6 +125,7 @@ class Ingestor:
         await self._load_accounts({env.account_id for _, _, env in decoded})
         items: list[tuple[str, bytes, list[Owned]]] = []
         lag: dict[str, int] = {}
+        stored: dict[str, tuple[str, int]] = {}  # account -> (platform, entries): workers/metrics.py
         now = int(time.time() * 1000)
         for eid, raw, env in decoded:
             account = self._accounts[env.account_id][1] if env.account_id in self._accounts else None
@@ -139,6 +141,7 @@ class Ingestor:
             raw_payload = env.payload
             items.append((eid, raw, [Owned(user_id, env.account_id, platform, c, raw_payload) for c in changes]))
             lag[env.account_id] = max(lag.get(env.account_id, 0), now - env.received_at)
+            stored[env.account_id] = (platform, stored.get(env.account_id, (platform, 0))[1] + 1)
         await self._write(items)
         done += [eid for eid, _, _ in items]
         if done:
@@ -147,6 +150,7 @@ class Ingestor:
                 pipe.xdel(keys.INBOUND_STREAM, *done)
                 for account_id, ms in lag.items():
                     pipe.hset(keys.status(account_id), mapping={"lag_ms": ms, "last_ingest_at": now})
+                metrics.count_ingested(pipe, stored, now)
                 users = {o.user_id for _, _, owned in items for o in owned}
                 for user_id in users:
                     pipe.publish(keys.CHANGES_CHANNEL, user_id)

@@ -15,6 +15,7 @@ from loomi.hub import Hub
 from store import accounts as account_store
 from store import messages as message_store
 from store.schema import messages
+from workers import metrics
 from workers.jobs import enqueue, jobs_pool
 
 log = logging.getLogger("loomi.outbound")
@@ -55,6 +56,8 @@ async def deliver(hub: Hub, message_id: str, attempt: int = 1) -> dict[str, Any]
 async def _fail(hub: Hub, row: dict[str, Any], error: str, *, final: bool) -> dict[str, Any]:
     async with hub.engine.begin() as conn:
         await message_store.mark_failed(conn, row, error, final=final)
+    if final:
+        await metrics.count(hub.redis, "send_failure", row.get("platform"))
     return await _reload(hub, row["id"])
 
 

@@ -37,7 +37,7 @@ from connectors.base import Account, AccountState, AppListener, Envelope, NeedsR
 from connectors.registry import has_connector
 from loomi.hub import Hub
 from store import accounts as account_store
-from workers import keys
+from workers import keys, metrics
 from workers.stream import LeaseLost, append, load_resume
 
 log = logging.getLogger("loomi.supervisor")
@@ -387,6 +387,7 @@ class Supervisor:
             except Exception as err:  # noqa: BLE001 - any failure restarts with backoff
                 error = f"{type(err).__name__}: {err}"
                 log.warning("%s: listener failed: %s", account_id, error)
+                await metrics.count(self.hub.redis, "listener_failure", account.platform)
             await self._persist_resume(ctx)
             if ctx.connected_at is not None and time.monotonic() - ctx.connected_at > 60:
                 attempt = 0  # it ran fine for a while: start the backoff over
@@ -419,6 +420,7 @@ class Supervisor:
             except Exception as err:  # noqa: BLE001 - any failure restarts with backoff
                 error = f"{type(err).__name__}: {err}"
                 log.warning("%s: app listener failed: %s", key, error)
+                await metrics.count(self.hub.redis, "listener_failure", platform)
             if ctx.connected_at is not None and time.monotonic() - ctx.connected_at > 60:
                 attempt = 0
             attempt += 1
