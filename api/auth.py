@@ -7,6 +7,8 @@ form post (`check_not_cross_site`): a JSON body, or a same-origin `Origin`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -23,7 +25,9 @@ from store.users import load_principal
 
 log = logging.getLogger("loomi.api")
 COOKIE = "loomi_session"
-AUTH_VERSION = "loomi:auth:v:"  # + user id: a new value on logout, password or profile change
+AUTH_CHANNEL = "loomi:auth:changed"  # "<user id>|<nonce>": drop that user's cached principals
+AUTH_ACK = "loomi:auth:ack:"  # + nonce: one push per process that has dropped them
+ACK_SECONDS = 2.0  # a process that does not acknowledge by then is hung; its entries expire anyway
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MULTIPART_PATHS = frozenset({"/api/ai/v1/upload", "/api/ai/v1/files", "/api/ai/v1/audio/transcriptions", "/api/messages/import"})  # uploads
 
@@ -53,41 +57,88 @@ def bearer_token(request: Request) -> str | None:
 
 
 class PrincipalCache:
-    """Principals by token, for a few seconds, so a request pays no token decode and no
-    database round trip (through aiosqlite's thread, or a pool checkout) to learn who it is.
+    """Principals by token, for a few seconds, so a request pays no token decode, no database
+    round trip (through aiosqlite's thread, or a pool checkout) and no Redis round trip to
+    learn who it is.
 
-    Revocation stays immediate across processes: every hit is checked against the user's
-    version in Redis (`AUTH_VERSION`, one GET), which `forget` changes on logout, password or
-    profile change before the answer goes out. A version that Redis lost (a flush, a fresh
-    embedded Redis) is set to a random value, so it can never match an entry cached before.
-    Without Redis the cache is bypassed, never trusted.
+    Revocation stays immediate across processes: `forget` (logout, password or profile
+    change, after the database commit) publishes the user on AUTH_CHANNEL and returns only
+    once every subscribed process has dropped that user's entries and acknowledged it. Entries
+    are trusted only while this process's subscription is live (until then, and whenever the
+    Redis connection drops, every request asks the database), and a principal loaded while an
+    invalidation arrived is not cached, so a load that raced a revocation cannot outlive it.
     """
 
     MAX_ENTRIES = 10_000
 
-    def __init__(self, ttl_seconds: float) -> None:
+    def __init__(self, hub: Hub, ttl_seconds: float) -> None:
+        self.hub = hub
         self.ttl = ttl_seconds
-        self.entries: dict[str, tuple[float, bytes, Principal]] = {}  # token -> (deadline, version, principal)
+        self.entries: dict[str, tuple[float, Principal]] = {}  # token -> (deadline, principal)
+        self.generation = 0  # bumped by every invalidation received
+        self.live = False  # subscribed: invalidations reach us
+        self._task: asyncio.Task[None] | None = None
 
-    def get(self, token: str) -> tuple[bytes, Principal] | None:
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._listen(), name="auth-invalidations")
+
+    def get(self, token: str) -> Principal | None:
+        if not self.live:
+            return None
         hit = self.entries.get(token)
         if hit is None:
             return None
         if hit[0] <= time.monotonic():
             self.entries.pop(token, None)
             return None
-        return hit[1], hit[2]
+        return hit[1]
 
-    def put(self, token: str, version: bytes, principal: Principal, seconds: float) -> None:
-        if seconds <= 0:
+    def put(self, token: str, principal: Principal, seconds: float, generation: int) -> None:
+        if seconds <= 0 or not self.live or generation != self.generation:
             return
         if len(self.entries) >= self.MAX_ENTRIES:
             self.entries.pop(next(iter(self.entries)))  # the oldest
-        self.entries[token] = (time.monotonic() + seconds, version, principal)
+        self.entries[token] = (time.monotonic() + seconds, principal)
 
     def drop_user(self, user_id: str) -> None:
-        for token in [t for t, (_, _, p) in self.entries.items() if p.id == user_id]:
+        self.generation += 1
+        for token in [t for t, (_, p) in self.entries.items() if p.id == user_id]:
             self.entries.pop(token, None)
+
+    async def _listen(self) -> None:
+        while True:
+            pubsub = self.hub.redis.pubsub()
+            try:
+                await pubsub.subscribe(AUTH_CHANNEL)
+                async for message in pubsub.listen():
+                    if message["type"] == "subscribe":
+                        self.live = True
+                    elif message["type"] == "message":
+                        user_id, _, nonce = bytes(message["data"]).decode().partition("|")
+                        self.drop_user(user_id)
+                        async with self.hub.redis.pipeline(transaction=False) as pipe:
+                            pipe.rpush(AUTH_ACK + nonce, b"1")
+                            pipe.expire(AUTH_ACK + nonce, 30)
+                            await pipe.execute()
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # noqa: BLE001 - Redis went away: trust nothing until re-subscribed
+                log.warning("auth invalidations: %s; the principal cache is off until Redis is back", type(err).__name__)
+            finally:
+                self.live = False
+                self.entries.clear()
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+            await asyncio.sleep(1.0)
+
+    async def aclose(self) -> None:
+        self.live = False
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
 
 
 def _cache(hub: Hub) -> PrincipalCache | None:
@@ -96,33 +147,31 @@ def _cache(hub: Hub) -> PrincipalCache | None:
         return None
     cache = hub.extras.get("auth.principals")
     if cache is None:
-        cache = hub.extras["auth.principals"] = PrincipalCache(ttl)
+        cache = hub.extras["auth.principals"] = PrincipalCache(hub, ttl)
+    cache.start()
     return cache
 
 
-async def _version(hub: Hub, user_id: str) -> bytes | None:
-    """The user's auth version in Redis (made when missing); None when Redis cannot say."""
-    key = AUTH_VERSION + user_id
-    try:
-        version = await hub.redis.get(key)
-        if version is None:
-            await hub.redis.set(key, secrets.token_hex(8).encode(), nx=True)
-            version = await hub.redis.get(key)
-    except (RedisError, OSError):
-        return None
-    return version
-
-
 async def forget(hub: Hub, user_id: str) -> None:
-    """Call after a logout, password or profile change is committed, before answering: every
-    process's cached principals of this user stop being trusted at once."""
+    """Call after a logout, password or profile change is committed, before answering: returns
+    once every process has dropped this user's cached principals (or ACK_SECONDS passed)."""
     cache = hub.extras.get("auth.principals")
     if cache is not None:
         cache.drop_user(user_id)
+    nonce = secrets.token_hex(8)
     try:
-        await hub.redis.set(AUTH_VERSION + user_id, secrets.token_hex(8).encode())
+        receivers = int(await hub.redis.publish(AUTH_CHANNEL, f"{user_id}|{nonce}".encode()))
+        deadline = time.monotonic() + ACK_SECONDS
+        acked = 0
+        while acked < receivers:
+            left = deadline - time.monotonic()
+            if left <= 0 or await hub.redis.blpop([AUTH_ACK + nonce], timeout=left) is None:
+                log.warning("auth change: %d of %d processes acknowledged in %ss", acked, receivers, ACK_SECONDS)
+                break
+            acked += 1
+        await hub.redis.delete(AUTH_ACK + nonce)
     except (RedisError, OSError):
-        log.warning("could not publish an auth change for a user: other processes trust their cache for up to %ss",
+        log.warning("could not publish an auth change: other processes trust their cache for up to %ss",
                     hub.settings.auth_cache_seconds)
 
 
@@ -142,26 +191,17 @@ async def _load_principal(hub: Hub, token: str) -> tuple[Principal, float] | Non
 
 async def principal_from_token(hub: Hub, token: str) -> Principal | None:
     cache = _cache(hub)
-    if cache is None:
-        loaded = await _load_principal(hub, token)
-        return loaded[0] if loaded else None
-    hit = cache.get(token)
-    if hit is not None:
-        version, principal = hit
-        current = await _version(hub, principal.id)
-        if current is not None and current == version:
-            return principal
-        cache.entries.pop(token, None)
-    claims = hub.tokens.decode(token)
-    if claims is None:
-        return None
-    version = await _version(hub, claims.user_id)  # read before the database: a change in between wins
+    if cache is not None:
+        hit = cache.get(token)
+        if hit is not None:
+            return hit
+    generation = cache.generation if cache is not None else 0
     loaded = await _load_principal(hub, token)
     if loaded is None:
         return None
     principal, valid_for = loaded
-    if version is not None:
-        cache.put(token, version, principal, min(cache.ttl, valid_for))
+    if cache is not None:
+        cache.put(token, principal, min(cache.ttl, valid_for), generation)
     return principal
 
 
