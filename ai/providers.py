@@ -16,6 +16,11 @@ TOML) adds any number, with model lists, aliases, timeouts, retries and prices:
     [providers.pricing."gpt-4o-mini"]      # USD per million tokens
     input = 0.15
     output = 0.6
+    [[providers]]
+    name = "claude"
+    kind = "anthropic"                     # the Messages API (ai/upstreams/anthropic.py); chat only
+    base_url = "https://api.anthropic.com"
+    api_key_env = "ANTHROPIC_API_KEY"
     [aliases]
     smart = ["openai/gpt-4o-mini", "backup/llama3"]   # tried in order: fallback
 
