@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Callable
 
 from connectors.base import Backfiller
 from loomi.hub import Hub
@@ -22,13 +22,14 @@ from workers.stream import append
 log = logging.getLogger("loomi.backfill")
 
 MAX_PAGES_PER_CHAT = 50
+Progress = Callable[[dict[str, Any]], None]  # {chat, index, chats, pages, queued, done}: `loomi backfill`'s bar
 
 
 async def backfill_account(
-    hub: Hub, account_id: str, mode: str = "history", newest: dict[str, str] | None = None
+    hub: Hub, account_id: str, mode: str = "history", newest: dict[str, str] | None = None, progress: Progress | None = None
 ) -> dict[str, Any]:
     """`newest` (gaps mode): chat -> epoch ms to fetch after (exclusive), taken when the
-    connection came back."""
+    connection came back. `progress` hears of every page and of every chat finished."""
     async with hub.engine.connect() as conn:
         account = await account_store.load_account(conn, hub.vault, account_id)
         if mode == "gaps" and newest is None:
@@ -41,23 +42,31 @@ async def backfill_account(
         return {"queued": 0, "skipped": "platform has no history API"}
     queued = 0
     chats = await connector.list_chats(account)
-    for chat_id in chats:
+    for index, chat_id in enumerate(chats):
+        pages = in_chat = 0
         cursor_key = keys.backfill_cursor(account_id, chat_id)
         if mode == "history":
             saved = await hub.redis.get(cursor_key)
             if saved == b"done":
+                if progress:
+                    progress({"chat": chat_id, "index": index, "chats": len(chats), "pages": 0, "queued": 0, "done": True})
                 continue
             cursor, oldest = (saved.decode() if saved else None), None
         else:
             cursor, oldest = None, newest.get(chat_id)
             if oldest is None:
+                if progress:
+                    progress({"chat": chat_id, "index": index, "chats": len(chats), "pages": 0, "queued": 0, "done": True})
                 continue  # nothing stored yet for this chat: the history job covers it
         for _ in range(MAX_PAGES_PER_CHAT):
             page = await connector.backfill(account, chat_id, cursor, oldest)
-            queued += await append(hub.redis, page.envelopes)
+            added = await append(hub.redis, page.envelopes)
+            queued, in_chat, pages = queued + added, in_chat + added, pages + 1
             cursor = page.cursor
             if mode == "history":
                 await hub.redis.set(cursor_key, cursor or "done")
+            if progress:
+                progress({"chat": chat_id, "index": index, "chats": len(chats), "pages": pages, "queued": in_chat, "done": cursor is None})
             if cursor is None:
                 break
     log.info("%s backfill of %s queued %d envelopes", mode, account_id, queued)
