@@ -16,6 +16,7 @@ from api.routes import ai, auth, billing, health, integrations, messages, oauth_
 from api.routes import insight_brief, insight_tabs, insights
 from api.routes import rag
 from api.routes import files, storage, workspace
+from api.routes import metrics, status
 from loomi.hub import Hub
 
 Hook = Callable[[Hub], Awaitable[None]]
@@ -24,6 +25,7 @@ Hook = Callable[[Hub], Awaitable[None]]
 def all_routes() -> list[BaseRoute]:
     modules = [health, auth, oauth_login, user, messages, integrations, ai, billing, insights, insight_brief, insight_tabs, rag]
     modules += [files, storage, workspace]
+    modules += [metrics, status]
     return [route for module in modules for route in module.routes] + [
         Route("/openapi.json", openapi.openapi, methods=["GET"], include_in_schema=False)
     ]

@@ -216,6 +216,10 @@ class ClusterFacts:
         self._facts: Facts | None = None
         self._ai: tuple[float, list[dict[str, Any]]] = (-1e18, [])
 
+    def invalidate(self) -> None:
+        """Read everything again on the next `get` (tests; after an operator's change)."""
+        self._facts, self._ai = None, (-1e18, [])
+
     async def get(self, hub: Hub) -> Facts:
         now = time.monotonic()
         if self._facts is not None and now - self._facts.at < self.cache_seconds:
