@@ -17,6 +17,7 @@ from api.routes import insight_brief, insight_tabs, insights
 from api.routes import rag
 from api.routes import files, storage, workspace
 from api.routes import metrics, status
+from api.routes import chat, native
 from loomi.hub import Hub
 
 Hook = Callable[[Hub], Awaitable[None]]
@@ -26,6 +27,7 @@ def all_routes() -> list[BaseRoute]:
     modules = [health, auth, oauth_login, user, messages, integrations, ai, billing, insights, insight_brief, insight_tabs, rag]
     modules += [files, storage, workspace]
     modules += [metrics, status]
+    modules += [chat, native]
     return [route for module in modules for route in module.routes] + [
         Route("/openapi.json", openapi.openapi, methods=["GET"], include_in_schema=False)
     ]

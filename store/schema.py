@@ -177,7 +177,7 @@ message_embeddings = sa.Table(
     sa.Column("dims", sa.Integer, nullable=False),
     sa.Column("vector", sa.LargeBinary, nullable=False),  # little-endian float32, L2-normalized
     sa.Column("created_at", Millis, nullable=False),
-    sa.Index("ix_message_embeddings_user_model", "user_id", "model"),
+    sa.Index("ix_message_embeddings_user_model_created", "user_id", "model", "created_at"),  # 0007: ai/ann.py sync
 )
 
 insights = sa.Table(
@@ -287,7 +287,7 @@ rag_chunks = sa.Table(
     sa.Column("vector", sa.LargeBinary),  # little-endian float32, L2-normalized (ai/vectors.py)
     sa.Column("embedded_at", Millis),
     sa.Index("ix_rag_chunks_document_position", "document_id", "position", unique=True),
-    sa.Index("ix_rag_chunks_user_model", "user_id", "model"),
+    sa.Index("ix_rag_chunks_user_model_embedded", "user_id", "model", "embedded_at"),
 )
 
 rag_uploads = sa.Table(
@@ -340,4 +340,53 @@ skills = sa.Table(
     sa.Column("created_at", Millis, nullable=False),
     sa.Column("updated_at", Millis, nullable=False),
     sa.UniqueConstraint("user_id", "name", name="uq_skills_user_name"),
+)
+
+characters = sa.Table(
+    "characters",
+    metadata,
+    # A person's own assistant persona (/api/chat/characters); the built-in ones live in code
+    # (api/routes/chat.py) and are never rows. `model` is optional: the chat's default otherwise.
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("user_id", sa.String(40), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("description", sa.String(500)),
+    sa.Column("avatar", sa.String(2048)),
+    sa.Column("system_prompt", sa.Text, nullable=False),
+    sa.Column("model", sa.String(200)),
+    sa.Column("created_at", Millis, nullable=False),
+    sa.Column("updated_at", Millis, nullable=False),
+    sa.Index("ix_characters_user_created", "user_id", "created_at"),
+)
+
+assistant_chats = sa.Table(
+    "assistant_chats",
+    metadata,
+    # A conversation with the assistant (/api/chat), not a platform chat (that is `chats`).
+    # `character_id` is a row of `characters` or a built-in id, so it carries no foreign key;
+    # deleting a character clears it in the same transaction (store/chats.py).
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("user_id", sa.String(40), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("title", sa.String(200), nullable=False),
+    sa.Column("character_id", sa.String(40)),
+    sa.Column("model", sa.String(200)),
+    sa.Column("message_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", Millis, nullable=False),
+    sa.Column("updated_at", Millis, nullable=False),
+    sa.Index("ix_assistant_chats_user_updated", "user_id", "updated_at"),
+)
+
+assistant_messages = sa.Table(
+    "assistant_messages",
+    metadata,
+    # One turn of an assistant chat, numbered from 1 within its chat (`seq`, unique).
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("chat_id", sa.String(40), sa.ForeignKey("assistant_chats.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("user_id", sa.String(40), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("role", sa.String(20), nullable=False),  # user | assistant | system
+    sa.Column("content", sa.Text, nullable=False),
+    sa.Column("meta", JSON, nullable=False),  # model, usage, sources, finish reason
+    sa.Column("created_at", Millis, nullable=False),
+    sa.Index("ix_assistant_messages_chat_seq", "chat_id", "seq", unique=True),
 )
