@@ -152,13 +152,15 @@ def _refuse_link(dirfd: int, name: str) -> None:
 
 
 def write_file(root: Path, parts: list[str], data: bytes) -> None:
-    """Write atomically: a temporary name in the same folder, then renamed over the target
-    (a rename replaces a planted symlink itself, never what it points to)."""
+    """Write atomically: a temporary name in the same folder, then renamed over the target.
+    A symlink at the target is refused (and a rename would replace the link, never its target)."""
     with parent_dir(root, parts, create=True) as dirfd:
         with contextlib.suppress(FileNotFoundError):
             info = os.stat(parts[-1], dir_fd=dirfd, follow_symlinks=False)
             if stat.S_ISDIR(info.st_mode):
                 raise UnsafePath("a folder exists at that path")
+            if stat.S_ISLNK(info.st_mode):
+                raise UnsafePath("symbolic links are not followed")
         tmp = f".{secrets.token_hex(8)}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600, dir_fd=dirfd)
         try:
