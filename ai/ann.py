@@ -64,8 +64,10 @@ class Source:
         return self.table.c
 
     def where(self, user_id: str, model: str) -> list[Any]:
+        """The person's vectors of one model (a chunk has a model once it is embedded); the
+        (user_id, model, written) index answers count and max without reading a row."""
         c = self.table.c
-        return [c.user_id == user_id, c.model == model, c.vector.is_not(None)]
+        return [c.user_id == user_id, c.model == model]
 
 
 MESSAGES = Source("messages", message_embeddings, "message_id", "created_at")
@@ -167,7 +169,7 @@ class PersonIndex:
                 self.removed -= 1
             except RuntimeError:
                 pass
-        h.add_items(rows, labels, num_threads=1)
+        h.add_items(rows, labels, num_threads=_threads() if len(labels) >= 1000 else 1)
 
     def _build_hnsw(self) -> None:
         import hnswlib

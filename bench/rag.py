@@ -59,6 +59,29 @@ WORDS = ("meeting project deadline review customer invoice server deploy release
          "roadmap migration backup storage network security audit policy compliance training onboarding").split()
 
 
+def vocabulary(size: int = 30_000) -> tuple[list[str], np.ndarray]:
+    """Pseudo-words with Zipf frequencies (s=1.1), as in real text: a few words in every chunk,
+    most in few. The first ones are WORDS, so chunk text reads like the domain."""
+    rnd = random.Random(11)
+    syllables = [a + b for a in "bdfgklmnprstvz" for b in "aeiou"]
+    words = list(WORDS)
+    seen = set(words)
+    while len(words) < size:
+        w = "".join(rnd.choice(syllables) for _ in range(rnd.randint(2, 4)))
+        if w not in seen:
+            seen.add(w)
+            words.append(w)
+    p = 1.0 / np.arange(1, size + 1) ** 1.1
+    return words, p / p.sum()
+
+
+def texts(n: int, length: int, seed: int) -> list[str]:
+    words, p = vocabulary()
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(words), size=(n, length), p=p)
+    return [" ".join(words[i] for i in row) for row in picks]
+
+
 def clustered(n: int, seed: int, clusters: int = 2000) -> np.ndarray:
     rng = np.random.default_rng(seed)
     centers = rng.standard_normal((clusters, DIMS)).astype(np.float32)
@@ -124,7 +147,7 @@ async def new_person(engine: Any) -> str:
 
 
 async def fill_chunks(engine: Any, user_id: str, n: int, vecs: np.ndarray) -> None:
-    rnd = random.Random(n)
+    body = texts(n, 120, seed=n)
     now = now_ms()
     doc = new_id("doc")
     async with engine.begin() as conn:
@@ -134,7 +157,7 @@ async def fill_chunks(engine: Any, user_id: str, n: int, vecs: np.ndarray) -> No
         for start in range(0, n, 2000):
             await conn.execute(rag_chunks.insert(), [
                 {"id": new_id("chk"), "document_id": doc, "user_id": user_id, "position": i,
-                 "text": " ".join(rnd.choice(WORDS) for _ in range(60)), "start_char": 0, "model": MODEL, "dims": DIMS,
+                 "text": body[i], "start_char": 0, "model": MODEL, "dims": DIMS,
                  "vector": pack(vecs[i]), "embedded_at": now} for i in range(start, min(n, start + 2000))])
 
 
@@ -151,24 +174,38 @@ async def part_rag(engine: Any, sizes: list[int], queries: int, home: Path) -> N
     print("\n2. RAG search end to end on SQLite (FTS5 BM25 + MiniLM query embedding + index, RRF, rows fetched)")
     from ai.local.embeddings import get_embedder
 
-    get_embedder().embed(["warm up"])
+    embedder = get_embedder()
+    embedder.embed(["warm up"])
+    words, _ = vocabulary()
     rnd = random.Random(7)
-    texts = [" ".join(rnd.choice(WORDS) for _ in range(4)) for _ in range(queries)]
+    qtexts = [" ".join(rnd.choice(words[50:5000]) for _ in range(3)) for _ in range(queries)]
+    embed_t = await timed(lambda: asyncio.to_thread(embedder.embed, [rnd.choice(qtexts)]), min(queries, 50))
+    print(line("query embedding alone (MiniLM, in every search)", embed_t))
     for n in sizes:
         uid = await new_person(engine)
         await fill_chunks(engine, uid, n, clustered(n, seed=n + 1))
+        async with engine.connect() as conn:
+            it = iter(qtexts * 2)
+            kw = await timed(lambda: rag_search.keyword_ids(conn, uid, next(it)), queries)
+        print(line(f"{n:,} chunks: keywords alone (FTS5 BM25, top 50)", kw))
         results: dict[str, list[float]] = {}
+        vec: dict[str, list[float]] = {}
+        qv = clustered(queries, seed=n + 2)
         for mode, threshold in (("exact", n + 1), ("hnsw", 0)):
             registry = ann.Registry(home, threshold)
             async with engine.connect() as conn:
                 t = time.perf_counter()
                 await registry.ready(conn, ann.RAG, uid, MODEL)
                 first = time.perf_counter() - t
-                it = iter(texts * 2)
+                vi = iter(qv)
+                vec[mode] = await timed(lambda: rag_search.vector_ids(conn, registry, uid, next(vi), MODEL), queries)
+                it = iter(qtexts * 2)
                 results[mode] = await timed(lambda: rag_search.search(conn, registry, uid, next(it), 10), queries)
-            print(f" {n:>9,} chunks, index {mode}: first load from the database {first:6.2f} s")
-        print(line(f"search, exact vectors ({n:,})", results["exact"]))
-        print(line(f"search, HNSW ({n:,})", results["hnsw"], results["exact"]))
+            print(f"  {n:,} chunks, index {mode}: first load from the database {first:6.2f} s")
+        print(line(f"{n:,} chunks: vectors alone, exact (top 50)", vec["exact"]))
+        print(line(f"{n:,} chunks: vectors alone, HNSW (top 50)", vec["hnsw"], vec["exact"]))
+        print(line(f"{n:,} chunks: whole search, exact vectors", results["exact"]))
+        print(line(f"{n:,} chunks: whole search, HNSW", results["hnsw"], results["exact"]))
 
 
 async def part_grounding(engine: Any, n: int, queries: int, home: Path) -> None:

@@ -177,7 +177,7 @@ message_embeddings = sa.Table(
     sa.Column("dims", sa.Integer, nullable=False),
     sa.Column("vector", sa.LargeBinary, nullable=False),  # little-endian float32, L2-normalized
     sa.Column("created_at", Millis, nullable=False),
-    sa.Index("ix_message_embeddings_user_model", "user_id", "model"),
+    sa.Index("ix_message_embeddings_user_model_created", "user_id", "model", "created_at"),  # 0007: ai/ann.py sync
 )
 
 insights = sa.Table(
@@ -287,7 +287,7 @@ rag_chunks = sa.Table(
     sa.Column("vector", sa.LargeBinary),  # little-endian float32, L2-normalized (ai/vectors.py)
     sa.Column("embedded_at", Millis),
     sa.Index("ix_rag_chunks_document_position", "document_id", "position", unique=True),
-    sa.Index("ix_rag_chunks_user_model", "user_id", "model"),
+    sa.Index("ix_rag_chunks_user_model_embedded", "user_id", "model", "embedded_at"),
 )
 
 rag_uploads = sa.Table(

@@ -1,4 +1,5 @@
-"""RAG: documents, their chunks (text, position, vector), resumable chunked uploads
+"""RAG: documents, their chunks (text, position, vector), resumable chunked uploads;
+message_embeddings indexed for the vector index sync
 
 Revision ID: 0007
 Revises: 0006
@@ -53,7 +54,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('rag_chunks', schema=None) as batch_op:
         batch_op.create_index('ix_rag_chunks_document_position', ['document_id', 'position'], unique=True)
-        batch_op.create_index('ix_rag_chunks_user_model', ['user_id', 'model'], unique=False)
+        batch_op.create_index('ix_rag_chunks_user_model_embedded', ['user_id', 'model', 'embedded_at'], unique=False)
     op.create_table('rag_uploads',
     sa.Column('id', sa.String(length=40), nullable=False),
     sa.Column('user_id', sa.String(length=40), nullable=False),
@@ -68,6 +69,11 @@ def upgrade() -> None:
     sa.UniqueConstraint('user_id', 'sha256', 'size_bytes', 'file_name', name='uq_rag_uploads_user_file')
     )
     _full_text()
+    # the vector index's sync (ai/ann.py) asks count and max(created_at) per person and model:
+    # with created_at in the index that is an index-only scan, not a read of every vector row
+    with op.batch_alter_table('message_embeddings', schema=None) as batch_op:
+        batch_op.drop_index('ix_message_embeddings_user_model')
+        batch_op.create_index('ix_message_embeddings_user_model_created', ['user_id', 'model', 'created_at'], unique=False)
 
 
 def _full_text() -> None:
@@ -93,6 +99,9 @@ def _full_text() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('message_embeddings', schema=None) as batch_op:
+        batch_op.drop_index('ix_message_embeddings_user_model_created')
+        batch_op.create_index('ix_message_embeddings_user_model', ['user_id', 'model'], unique=False)
     if op.get_context().dialect.name == "postgresql":
         op.execute("DROP INDEX IF EXISTS ix_rag_chunks_fts")
     else:
@@ -101,7 +110,7 @@ def downgrade() -> None:
         op.execute("DROP TABLE IF EXISTS rag_chunks_fts")
     op.drop_table('rag_uploads')
     with op.batch_alter_table('rag_chunks', schema=None) as batch_op:
-        batch_op.drop_index('ix_rag_chunks_user_model')
+        batch_op.drop_index('ix_rag_chunks_user_model_embedded')
         batch_op.drop_index('ix_rag_chunks_document_position')
     op.drop_table('rag_chunks')
     with op.batch_alter_table('rag_documents', schema=None) as batch_op:
