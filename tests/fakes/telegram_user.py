@@ -39,6 +39,7 @@ __all__ = ["FakeTelegram", "FakeSender"]
 # primality check); read from Telethon's own check so it is byte-for-byte the published one.
 PRIME = next(bytes(c) for c in srp.check_prime_and_good.__code__.co_consts if isinstance(c, tuple) and len(c) == 256)
 G = 3
+CHANNEL_MARK = 10**12  # Telethon marks channel ids as -100<id>
 WRAPPERS = (functions.InvokeWithLayerRequest, functions.InitConnectionRequest, functions.InvokeWithoutUpdatesRequest)
 
 
@@ -62,6 +63,8 @@ def marked(peer: Any) -> int:
         return peer.user_id
     if isinstance(peer, types.PeerChat):
         return -peer.chat_id
+    if isinstance(peer, types.PeerChannel):
+        return -(CHANNEL_MARK + peer.channel_id)
     raise NotImplementedError(f"the fake has no {type(peer).__name__}")
 
 
@@ -166,10 +169,13 @@ class FakeTelegram:
     requests: list[str] = field(default_factory=list)  # TL request names, in order
     flood_next: list[int] = field(default_factory=list)  # seconds of FLOOD_WAIT for the next sends
     pts: int = 1
+    channel_pts: dict[int, int] = field(default_factory=dict)
+    channel_log: dict[int, list[tuple[int, Any]]] = field(default_factory=dict)
     code_expired: bool = False
     _keys: dict[int, _Key] = field(default_factory=dict)
     _srp: dict[int, _Srp] = field(default_factory=dict)
     _revoked: set[int] = field(default_factory=set)
+    _channel_ids: dict[int, Any] = field(default_factory=dict)
     _ids: Any = field(default_factory=lambda: itertools.count(1001))
 
 
@@ -192,6 +198,14 @@ class FakeTelegram:
         self.users[user_id] = types.User(id=user_id, is_self=is_self, access_hash=user_id * 7 + 3, first_name=first_name,
                                          username=username, phone=self.phone.lstrip("+") if is_self else None)
         return self.users[user_id]
+
+    def add_channel(self, channel_id: int, title: str, *, megagroup: bool = True) -> types.Channel:
+        """A supergroup (or, megagroup=False, a broadcast channel): its own pts and message ids."""
+        self.chats[channel_id] = types.Channel(id=channel_id, title=title, photo=types.ChatPhotoEmpty(), date=now(),
+                                               megagroup=megagroup, broadcast=not megagroup,
+                                               access_hash=channel_id * 5 + 1)
+        self.channel_pts[channel_id] = 1
+        return self.chats[channel_id]  # type: ignore[return-value]
 
     def add_group(self, chat_id: int, title: str) -> types.Chat:
         self.chats[chat_id] = types.Chat(id=chat_id, title=title, photo=types.ChatPhotoEmpty(),
@@ -232,32 +246,47 @@ class FakeTelegram:
         for sender in list(self.senders):
             sender.push(types.UpdatesTooLong())
 
-    def post(self, sender_id: int, text: str, *, group: int | None = None, reply_to: int | None = None,
-             mention: int | None = None, media: Any = None, out: bool = False, history_only: bool = False,
-             date: dt.datetime | None = None) -> types.Message:
-        """Someone (or we, with out=True) writes in a private chat with `sender_id`, or in `group`."""
-        peer: Any = types.PeerChat(group) if group else types.PeerUser(sender_id)
+    def post(self, sender_id: int, text: str, *, group: int | None = None, channel: int | None = None,
+             reply_to: int | None = None, mention: int | None = None, media: Any = None, out: bool = False,
+             history_only: bool = False, date: dt.datetime | None = None) -> types.Message:
+        """Someone (or we, with out=True) writes in a private chat with `sender_id`, in `group`
+        (a basic group) or in `channel` (a supergroup: its own message ids and pts)."""
+        peer: Any = types.PeerChannel(channel) if channel else types.PeerChat(group) if group else types.PeerUser(sender_id)
+        own_ids = self._channel_ids.setdefault(channel, itertools.count(1)) if channel else self._ids
         entities = None
         if mention is not None:
             name = self.users[mention].first_name
             text = f"{name} {text}"
             entities = [types.MessageEntityMentionName(offset=0, length=len(name), user_id=mention)]
         message = types.Message(
-            id=next(self._ids), peer_id=peer, date=date or now(), message=text, out=out,
-            from_id=types.PeerUser(self.me_id if out else sender_id) if group or out else None,
+            id=next(own_ids), peer_id=peer, date=date or now(), message=text, out=out,
+            from_id=types.PeerUser(self.me_id if out else sender_id) if group or channel or out else None,
             reply_to=types.MessageReplyHeader(reply_to_msg_id=reply_to) if reply_to else None,
             media=media, entities=entities,
         )
         self.messages.setdefault(marked(peer), []).append(message)
-        if not history_only:
+        if not history_only and channel:
+            self._publish(types.UpdateNewChannelMessage(message=message, pts=self.channel_pts[channel] + 1, pts_count=1))
+        elif not history_only:
             self._publish(types.UpdateNewMessage(message=message, pts=self.pts + 1, pts_count=1))
         return message
 
-    def edit(self, message_id: int, text: str) -> types.Message:
-        message = self.find(message_id)
+    def edit(self, message_id: int, text: str, *, channel: int | None = None) -> types.Message:
+        message = self.find(message_id, channel=channel)
         message.message, message.edit_date = text, now() + dt.timedelta(seconds=1)
-        self._publish(types.UpdateEditMessage(message=message, pts=self.pts + 1, pts_count=1))
+        if channel:
+            self._publish(types.UpdateEditChannelMessage(message=message, pts=self.channel_pts[channel] + 1, pts_count=1))
+        else:
+            self._publish(types.UpdateEditMessage(message=message, pts=self.pts + 1, pts_count=1))
         return message
+
+    def delete_in_channel(self, channel: int, *message_ids: int) -> None:
+        """Supergroups and channels name themselves in the deletion (unlike private chats)."""
+        history = self.messages.get(-(CHANNEL_MARK + channel), [])
+        history[:] = [m for m in history if m.id not in message_ids]
+        self._publish(types.UpdateDeleteChannelMessages(channel_id=channel, messages=list(message_ids),
+                                                        pts=self.channel_pts[channel] + len(message_ids),
+                                                        pts_count=len(message_ids)))
 
     def delete(self, *message_ids: int) -> None:
         """Private chats and basic groups: the update names the ids only, never the chat."""
@@ -278,8 +307,11 @@ class FakeTelegram:
         for sender in list(self.senders):
             sender.push(packed)
 
-    def find(self, message_id: int) -> types.Message:
-        return next(m for history in self.messages.values() for m in history if m.id == message_id)
+    def find(self, message_id: int, *, channel: int | None = None) -> types.Message:
+        if channel:
+            return next(m for m in self.messages[-(CHANNEL_MARK + channel)] if m.id == message_id)
+        return next(m for peer, history in self.messages.items() if peer > -CHANNEL_MARK
+                    for m in history if m.id == message_id)
 
     def photo(self) -> types.MessageMediaPhoto:
         size = types.PhotoSize(type="x", w=800, h=600, size=48213)
@@ -287,8 +319,14 @@ class FakeTelegram:
                                                          date=now(), sizes=[size], dc_id=2))
 
     def _publish(self, update: Any) -> None:
-        self.pts = update.pts
-        self.log.append((self.pts, update))
+        channel = getattr(update, "channel_id", None) or getattr(getattr(update, "message", None), "peer_id", None)
+        if isinstance(update, (types.UpdateNewChannelMessage, types.UpdateEditChannelMessage, types.UpdateDeleteChannelMessages)):
+            cid = update.channel_id if isinstance(update, types.UpdateDeleteChannelMessages) else channel.channel_id
+            self.channel_pts[cid] = update.pts
+            self.channel_log.setdefault(cid, []).append((update.pts, update))
+        else:
+            self.pts = update.pts
+            self.log.append((self.pts, update))
         packed = types.Updates(updates=[update], users=list(self.users.values()), chats=list(self.chats.values()),
                                date=now(), seq=0)
         for sender in list(self.senders):
@@ -311,6 +349,8 @@ class FakeTelegram:
             return input_peer.user_id
         if isinstance(input_peer, types.InputPeerChat):
             return -input_peer.chat_id
+        if isinstance(input_peer, (types.InputPeerChannel, types.InputChannel)):
+            return -(CHANNEL_MARK + input_peer.channel_id)
         raise NotImplementedError(f"the fake has no {type(input_peer).__name__}")
 
     def answer(self, sender: FakeSender, request: Any) -> Any:
@@ -429,6 +469,29 @@ class FakeTelegram:
         return types.messages.Messages(messages=page, topics=[], chats=list(self.chats.values()),
                                        users=list(self.users.values()))
 
+    def _GetChannelsRequest(self, sender: FakeSender, request: Any) -> Any:
+        """A user account must know a channel's access hash (from dialogs or updates)."""
+        self._signed_in(sender, request)
+        found = []
+        for wanted in request.id:
+            channel = self.chats.get(wanted.channel_id)
+            if not isinstance(channel, types.Channel) or wanted.access_hash != channel.access_hash:
+                raise errors.ChannelInvalidError(request)
+            found.append(channel)
+        return types.messages.Chats(chats=found)
+
+    def _GetChannelDifferenceRequest(self, sender: FakeSender, request: Any) -> Any:
+        self._signed_in(sender, request)
+        cid = request.channel.channel_id
+        missed = [u for pts, u in self.channel_log.get(cid, []) if pts > request.pts]
+        if not missed:
+            return types.updates.ChannelDifferenceEmpty(pts=self.channel_pts[cid], final=True)
+        return types.updates.ChannelDifference(
+            pts=self.channel_pts[cid], final=True,
+            new_messages=[u.message for u in missed if isinstance(u, types.UpdateNewChannelMessage)],
+            other_updates=[u for u in missed if not isinstance(u, types.UpdateNewChannelMessage)],
+            chats=list(self.chats.values()), users=list(self.users.values()))
+
     def _SendMessageRequest(self, sender: FakeSender, request: Any) -> Any:
         self._signed_in(sender, request)
         if self.flood_next:
@@ -436,6 +499,13 @@ class FakeTelegram:
         peer = self._peer(request.peer)
         reply_to = request.reply_to.reply_to_msg_id if request.reply_to else None
         self.sent.append({"peer": peer, "text": request.message, "reply_to": reply_to})
+        if peer < -CHANNEL_MARK:  # supergroups answer with the full Updates, the new id keyed by random_id
+            cid = -peer - CHANNEL_MARK
+            message = self.post(self.me_id, request.message, channel=cid, reply_to=reply_to, out=True, history_only=True)
+            update = types.UpdateNewChannelMessage(message=message, pts=self.channel_pts[cid] + 1, pts_count=1)
+            self._publish(update)
+            return types.Updates(updates=[types.UpdateMessageID(id=message.id, random_id=request.random_id), update],
+                                 users=list(self.users.values()), chats=list(self.chats.values()), date=now(), seq=0)
         message = self.post(peer if peer > 0 else self.me_id, request.message, group=-peer if peer < 0 else None,
                             reply_to=reply_to, out=True, history_only=True)
         self.pts += 1

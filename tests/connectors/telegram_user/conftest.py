@@ -17,7 +17,7 @@ from connectors.telegram_user.connector import TelegramUserConnector
 from connectors.telegram_user.settings import TelegramUserSettings
 from tests.fakes.telegram_user import FakeTelegram
 
-ALICE, BOB, GROUP = 5550001, 5550002, 4440001
+ALICE, BOB, GROUP, SUPERGROUP = 5550001, 5550002, 4440001, 1357913579
 ENV = {"LOOMI_TELEGRAM_USER_API_ID": "12345", "LOOMI_TELEGRAM_USER_API_HASH": "0123456789abcdef0123456789abcdef"}
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from connectors.base import Account, AccountState, ChangeKind, Envelope, NeedsReauth, Outbound, RateLimited
 from connectors.telegram_user.connector import TelegramUserConnector
-from tests.connectors.telegram_user.conftest import ALICE, BOB, GROUP, RecordingContext
+from tests.connectors.telegram_user.conftest import ALICE, BOB, GROUP, SUPERGROUP, RecordingContext
 from tests.fakes.telegram_user import FakeTelegram
 from tests.waiting import wait_until
 
@@ -66,6 +66,19 @@ async def test_send_with_reply_and_flood_wait(world: FakeTelegram, connector: Te
     assert err.value.retry_after == 42 and len(world.sent) == 2
     with pytest.raises(ValueError):
         await connector.send(account, Outbound(chat_id=str(ALICE), text=""))
+
+
+async def test_a_supergroup_backfills_and_takes_sends(world: FakeTelegram, connector: TelegramUserConnector,
+                                                     account: Account) -> None:
+    world.add_channel(SUPERGROUP, "Open source")
+    old = [world.post(ALICE, f"old {i}", channel=SUPERGROUP, history_only=True) for i in range(3)]
+    chat = f"-100{SUPERGROUP}"
+    assert chat in await connector.list_chats(account)
+    page = await connector.backfill(account, chat, None, None)
+    assert [e.payload["message"]["id"] for e in page.envelopes] == [m.id for m in reversed(old)]
+    sent = await connector.send(account, Outbound(chat_id=chat, text="shipping now", reply_to_id=str(old[-1].id)))
+    assert world.sent[-1] == {"peer": -(10**12 + SUPERGROUP), "text": "shipping now", "reply_to": old[-1].id}
+    assert sent.native_id == str(old[-1].id + 1) and sent.chat_id == chat  # the id Telegram gave, via random_id
 
 
 async def test_send_uses_the_listeners_connection_when_it_runs_here(world: FakeTelegram, connector: TelegramUserConnector,

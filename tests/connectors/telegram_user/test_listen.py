@@ -11,7 +11,7 @@ import pytest
 
 from connectors.base import Account, AccountState, ChangeKind, NeedsReauth
 from connectors.telegram_user.connector import TelegramUserConnector
-from tests.connectors.telegram_user.conftest import ALICE, BOB, GROUP, RecordingContext
+from tests.connectors.telegram_user.conftest import ALICE, BOB, GROUP, SUPERGROUP, RecordingContext
 from tests.fakes.telegram_user import FakeTelegram
 from tests.waiting import wait_until
 
@@ -56,6 +56,31 @@ async def test_messages_edits_and_deletes_in_every_dialog(world: FakeTelegram, c
     assert (edit.native_id, edit.message.text, edit.at) == (str(first.id), "hi there!", edit.message.edited_at)
     assert (delete.chat_id, delete.native_id) == (str(ALICE), str(first.id))  # resolved: Telegram named no chat
     assert ctx.resume["online_before"] is True and ("reconnected", None) not in ctx.calls
+
+
+async def test_a_supergroup_with_its_own_pts_and_named_deletes(world: FakeTelegram, connector: TelegramUserConnector,
+                                                                account: Account) -> None:
+    world.add_channel(SUPERGROUP, "Open source")
+    ctx = RecordingContext(account)
+    async with Listening(connector, ctx):
+        question = world.post(ALICE, "release tonight?", channel=SUPERGROUP)
+        world.post(BOB, "yes", channel=SUPERGROUP, reply_to=question.id)
+        world.edit(question.id, "release tonight? (v2)", channel=SUPERGROUP)
+        world.drop()
+        world.post(ALICE, "missed in the supergroup", channel=SUPERGROUP)
+        world.restore()
+        world.post(BOB, "after the gap", channel=SUPERGROUP)  # channel pts gap: getChannelDifference
+        await wait_until(lambda: len(ctx.emitted) == 5, timeout=5)
+        world.delete_in_channel(SUPERGROUP, question.id)
+        await wait_until(lambda: len(ctx.emitted) == 6)
+    changes = [c for e in ctx.emitted for c in connector.normalize(e, account)]
+    chat = f"-100{SUPERGROUP}"
+    assert {c.chat_id for c in changes} == {chat} and "GetChannelDifferenceRequest" in world.requests
+    assert [(c.kind.value, c.native_id) for c in changes] == [
+        ("upsert", str(question.id)), ("upsert", str(question.id + 1)), ("edit", str(question.id)),
+        ("upsert", str(question.id + 2)), ("upsert", str(question.id + 3)), ("delete", str(question.id))]
+    assert changes[0].message.chat_type.value == "group" and changes[0].message.chat_name == "Open source"
+    assert changes[1].message.reply_to_id == str(question.id) and changes[1].message.sender_id == str(BOB)
 
 
 async def test_reactions_as_telegram_reports_them(world: FakeTelegram, connector: TelegramUserConnector,
