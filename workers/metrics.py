@@ -134,7 +134,9 @@ async def statuses(redis: Redis, account_ids: list[str]) -> list[dict[str, str]]
 
 def account_view(row: dict[str, Any], status: dict[str, str]) -> dict[str, Any]:
     """An account as the operator sees it: the live status over the last one stored."""
-    last_event = int(status["last_event_at"]) if status.get("last_event_at") else row.get("last_event_at")
+    # a listener stamps last_event_at; events that came by webhook only have ingest's stamp
+    stamp = status.get("last_event_at") or status.get("last_ingest_at")
+    last_event = int(stamp) if stamp else row.get("last_event_at")
     return {
         "id": row["id"],
         "user_id": row["user_id"],

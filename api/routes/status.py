@@ -20,9 +20,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
-from api.auth import authenticate, hub_of
+from api.auth import Principal, authenticate, hub_of
 from api.endpoint import endpoint
-from api.auth import Principal
 from api.errors import unauthorized
 from loomi.hub import Hub
 from store.users import get_user
@@ -88,7 +87,7 @@ def chart(per_minute: list[int], width: int = 600, height: int = 120) -> str:
         f'<g fill="#0969da">{"".join(bars)}</g>'
         f'<text x="0" y="{height - 2}" font-size="10" fill="#57606a">-{len(per_minute)} min</text>'
         f'<text x="{width}" y="{height - 2}" font-size="10" fill="#57606a" text-anchor="end">now</text>'
-        f'<text x="{width}" y="10" font-size="10" fill="#57606a" text-anchor="end">peak {peak if max(per_minute or [0]) else 0}/min</text>'
+        f'<text x="0" y="10" font-size="10" fill="#57606a">peak {peak if max(per_minute or [0]) else 0}/min</text>'
         "</svg>"
     )
 

@@ -20,12 +20,12 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 async def add_account(hub: Hub, user_id: str, name: str, platform: str = "telegram") -> str:
-    """An account row no listener runs (disabled): its messages arrive through `ingest_updates`."""
+    """An account row no listener runs (it has no credentials): its messages come through `queue_updates`."""
     account_id = f"acct_ops_{secrets.token_hex(4)}"
     async with hub.engine.begin() as conn:
         await conn.execute(accounts.insert().values(
             id=account_id, user_id=user_id, platform=platform, external_id=secrets.token_hex(4), name=name, credentials=None,
-            settings={}, resume={}, enabled=False, state="stopped", created_at=now_ms(), updated_at=now_ms(),
+            settings={}, resume={}, enabled=True, state="stopped", created_at=now_ms(), updated_at=now_ms(),
         ))
     return account_id
 
