@@ -32,6 +32,10 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--full", action="store_true", help="print whole payloads")
     again = dlq_sub.add_parser("replay", help="queue dead-lettered events for ingest again")
     again.add_argument("--limit", type=int, default=1000, help="at most this many, oldest first")
+    sub.add_parser("status", help="accounts, listener states, workers, queue depth and dead letters, as a table")
+    backfilling = sub.add_parser("backfill", help="fetch one account's history now, with a progress bar per chat")
+    backfilling.add_argument("account", help="the account id (see loomi status)")
+    backfilling.add_argument("--mode", choices=["history", "gaps"], default="history", help="history: page back from the saved cursor; gaps: what is newer than the newest stored message")
     importing = sub.add_parser(
         "import", help="import history: hub JSONL, a Slack export zip, Telegram's result.json or a WhatsApp chat export"
     )
@@ -101,6 +105,17 @@ async def _dlq(settings: Settings, args: argparse.Namespace) -> None:
             print(f"    payload: {payload}")
 
 
+async def _status(settings: Settings, args: argparse.Namespace) -> int:
+    from loomi.runtime import open_local_hub
+    from loomi.status import run_backfill, status_report
+
+    async with open_local_hub(settings) as hub:
+        if args.command == "backfill":
+            return await run_backfill(hub, args.account, args.mode)
+        print(await status_report(hub))
+    return 0
+
+
 async def _import(settings: Settings, args: argparse.Namespace) -> int:
     from imports.command import run_import
     from loomi.runtime import open_local_hub
@@ -149,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(_invite(settings, args.days))
     elif args.command == "dlq":
         asyncio.run(_dlq(settings, args))
+    elif args.command in ("status", "backfill"):
+        return asyncio.run(_status(settings, args))
     elif args.command == "import":
         return asyncio.run(_import(settings, args))
     return 0

@@ -49,6 +49,7 @@ async def queue_updates(hub: Hub, account_id: str, n: int, platform: str = "tele
 
 async def ingest_all(hub: Hub) -> int:
     """Run the real ingest until the stream is drained; returns entries handled."""
+    await ensure_group(hub.redis)
     ingestor = Ingestor(hub, f"ops-{secrets.token_hex(3)}", block_ms=50)
     total = 0
     while (done := await ingestor.step()):
