@@ -70,7 +70,9 @@ def create_app(hub: Hub, *, on_startup: list[Hook] | None = None, on_shutdown: l
             for hook in on_shutdown or []:
                 await hook(hub)
 
-    middleware = [Middleware(BodyLimit, default=DEFAULT_LIMIT, limits=body_limits(hub))]  # type: ignore[arg-type]
+    limits = body_limits(hub)
+    middleware = [Middleware(BodyLimit, default=DEFAULT_LIMIT, limits=limits)]  # type: ignore[arg-type]
     app = Starlette(routes=all_routes(), exception_handlers=HANDLERS, middleware=middleware, lifespan=lifespan)  # type: ignore[arg-type]
     app.state.hub = hub
+    app.state.upload_paths = frozenset(limits)  # where a cookie-authenticated multipart body is accepted (api.auth)
     return app

@@ -29,7 +29,9 @@ AUTH_CHANNEL = "loomi:auth:changed"  # "<user id>|<nonce>": drop that user's cac
 AUTH_ACK = "loomi:auth:ack:"  # + nonce: one push per process that has dropped them
 ACK_SECONDS = 2.0  # a process that does not acknowledge by then is hung; its entries expire anyway
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-MULTIPART_PATHS = frozenset({"/api/ai/v1/upload", "/api/ai/v1/files", "/api/ai/v1/audio/transcriptions", "/api/messages/import"})  # uploads
+# upload routes, where a cookie-authenticated multipart body is fine: the app's larger body limits
+# (api.app.body_limits, as app.state.upload_paths); this set when an app does not say
+MULTIPART_PATHS = frozenset({"/api/ai/v1/upload", "/api/ai/v1/files", "/api/ai/v1/audio/transcriptions", "/api/messages/import"})
 
 
 @dataclass(frozen=True)
@@ -232,7 +234,8 @@ def check_not_cross_site(request: Request) -> None:
         return
     media = _media_type(request)
     json_body = media == "application/json" or media.endswith("+json")
-    upload = media == "multipart/form-data" and request.url.path in MULTIPART_PATHS
+    uploads = getattr(request.app.state, "upload_paths", MULTIPART_PATHS)
+    upload = media == "multipart/form-data" and request.url.path.rstrip("/") in uploads
     if origin is None and (json_body or upload):
         return
     raise ApiError(

@@ -76,3 +76,13 @@ async def test_multipart_only_on_upload_routes(client: httpx.AsyncClient) -> Non
     assert up.status_code == 200, up.text
     fb = await client.send(client.build_request("POST", "/api/remote-feedback", files=files, cookies=cookies))
     assert fb.status_code == 403
+
+
+def test_every_route_with_an_upload_limit_takes_cookie_multipart(hub) -> None:
+    """Upload routes are the routes with a larger body limit: one list, so a new upload route
+    cannot be forgotten by the cross-site check."""
+    from api.app import body_limits, create_app
+
+    app = create_app(hub)
+    assert app.state.upload_paths == frozenset(body_limits(hub))
+    assert {"/api/ai/v1/upload", "/api/ai/v1/audio/transcriptions", "/api/files/upload"} <= app.state.upload_paths
