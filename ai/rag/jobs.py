@@ -75,11 +75,17 @@ async def embed_batch(hub: Hub, limit: int = EMBED_BATCH) -> int:
     """Embed up to `limit` chunks of documents in `embedding (…)`; update their progress."""
     c, d = rag_chunks, rag_documents
     async with hub.engine.connect() as conn:
+        # documents first (few rows), then their chunks by (document_id, position): never a
+        # scan of every chunk looking for the ones without a vector
+        docs = [r.id for r in await conn.execute(
+            sa.select(d.c.id).where(d.c.status.like("embedding%")).order_by(d.c.created_at).limit(8)
+        )]
+        if not docs:
+            return 0
         batch = (await conn.execute(
             sa.select(c.c.id, c.c.document_id, c.c.user_id, c.c.heading, c.c.text)
-            .select_from(c.join(d, d.c.id == c.c.document_id))
-            .where(c.c.vector.is_(None), d.c.status.like("embedding%"))
-            .order_by(d.c.created_at, c.c.document_id, c.c.position)
+            .where(c.c.document_id.in_(docs), c.c.model.is_(None))
+            .order_by(c.c.document_id, c.c.position)
             .limit(limit)
         )).all()
     if not batch:

@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any
 
+import sqlalchemy as sa
 from pydantic import Field, StringConstraints
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -38,6 +39,7 @@ from store.schema import rag_uploads
 CHUNK_SIZE = 2 << 20  # default part size of a chunked upload
 MIN_CHUNK_SIZE = 1 << 10
 MAX_CHUNK_SIZE = 8 << 20
+UPLOAD_TTL_MS = 7 * 86_400_000  # an unfinished chunked upload is kept a week
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _quota_locks: dict[str, asyncio.Lock] = {}
 
@@ -230,6 +232,7 @@ async def upload_init(request: Request, user: Principal, body: InitBody):
     if body.size > hub.settings.rag_max_file_bytes:
         raise too_large(hub.settings.rag_max_file_bytes)
     u = rag_uploads
+    await _expire_uploads(hub, user.id)
     where = [u.c.user_id == user.id, u.c.sha256 == body.sha256, u.c.size_bytes == body.size, u.c.file_name == name]
     async with hub.engine.connect() as conn:
         row = (await conn.execute(u.select().where(*where))).first()
@@ -250,6 +253,17 @@ async def upload_init(request: Request, user: Principal, body: InitBody):
     folder = files.upload_dir(home(hub), user.id, row.id)
     received = await asyncio.to_thread(files.received_parts, folder, _part_sizes(row.size_bytes, row.chunk_size))
     return _upload_json(row, received)
+
+
+async def _expire_uploads(hub: Hub, user_id: str) -> None:
+    """Chunked uploads started more than UPLOAD_TTL_MS ago are dropped: they would hold quota forever."""
+    u = rag_uploads
+    async with hub.engine.begin() as conn:
+        old = [r.id for r in await conn.execute(sa.select(u.c.id).where(u.c.user_id == user_id, u.c.created_at < now_ms() - UPLOAD_TTL_MS))]
+        if old:
+            await conn.execute(u.delete().where(u.c.id.in_(old)))
+    for upload_id in old:
+        await asyncio.to_thread(files.remove_tree, files.upload_dir(home(hub), user_id, upload_id))
 
 
 async def _upload_row(hub: Hub, user_id: str, upload_id: str) -> Any:

@@ -280,3 +280,19 @@ async def test_list_and_stats(hub: Any, client: httpx.AsyncClient, user: dict[st
     assert stats["documents"] == 2 and stats["byStatus"] == {"ready": 2}
     assert stats["chunks"] == a["chunkCount"] + b["chunkCount"] == stats["embeddedChunks"]
     assert stats["totalBytes"] == a["size"] + b["size"] == stats["usedBytes"]
+
+
+async def test_abandoned_chunked_uploads_expire(hub: Any, client: httpx.AsyncClient, user: dict[str, Any]) -> None:
+    from api.routes.rag import UPLOAD_TTL_MS
+
+    data = b"abandoned upload text"
+    meta = {"fileName": "old.txt", "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    old = (await client.post("/api/rag/upload/init", json=meta, headers=user["headers"])).json()
+    await send_chunk(client, user, old["uploadId"], 0, data)
+    assert rag_files(hub, user)
+    async with hub.engine.begin() as conn:
+        await conn.execute(rag_uploads.update().where(rag_uploads.c.id == old["uploadId"]).values(created_at=1))
+    fresh = (await client.post("/api/rag/upload/init", json={**meta, "fileName": "new.txt"}, headers=user["headers"])).json()
+    assert fresh["uploadId"] != old["uploadId"]
+    assert await count_rows(hub, rag_uploads, user["user"]["id"]) == 1 and rag_files(hub, user) == []
+    assert UPLOAD_TTL_MS >= 86_400_000
