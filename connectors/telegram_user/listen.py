@@ -120,6 +120,8 @@ async def listen(settings: TelegramUserSettings, ctx: ListenContext) -> None:
         await ctx.report(AccountState.CONNECTED)
         if ctx.resume.get("online_before"):
             await ctx.reconnected()  # what arrived while we were away comes by gap recovery
+        else:
+            await ctx.emit([], {"online_before": True})  # from now on, a restart means a gap to fill
         await client.run_until_disconnected()
     except errors.RPCError as err:
         raise tg.refusal(err) from None

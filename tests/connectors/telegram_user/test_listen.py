@@ -133,6 +133,7 @@ async def test_a_lost_connection_ends_the_listener_for_a_restart(world: FakeTele
     ctx = RecordingContext(account)
     task = asyncio.create_task(connector.listen(ctx))
     await wait_until(lambda: AccountState.CONNECTED in ctx.states())
+    assert ctx.resume == {"online_before": True} and ctx.emitted == []  # saved before any message
     world.sever()
     with pytest.raises(ConnectionError):
         await asyncio.wait_for(task, 3)
