@@ -36,6 +36,7 @@ class Platform:
 # ability name -> the protocol in connectors/base.py that a connector claiming it implements
 ABILITIES = (
     "oauth", "credentials", "login_flow", "webhook", "webhook_verify", "backfill", "app_listener", "disconnect",
+    "local_listener",
 )
 
 
@@ -126,7 +127,7 @@ PLATFORMS: dict[str, Platform] = {
             "imessage",
             "http://127.0.0.1:0",  # nothing remote: the Mac's chat.db is read from disk
             connector="connectors.imessage.connector:IMessageConnector",
-            abilities=_abilities("credentials"),
+            abilities=_abilities("credentials", "local_listener"),
         ),
         Platform(
             "x",

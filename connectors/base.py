@@ -31,7 +31,7 @@ from store.model import (
 __all__ = [
     "Account", "AccountSpec", "AccountState", "AppListenContext", "AppListener", "Attachment",
     "Backfiller", "Change", "ChangeKind", "ChatInfo", "ChatType", "Connector", "CredentialSetup",
-    "Disconnecter", "Envelope", "ListenContext", "LoginFlow", "LoginStep", "Message", "NeedsReauth",
+    "Disconnecter", "Envelope", "ListenContext", "LocalListener", "LoginFlow", "LoginStep", "Message", "NeedsReauth",
     "NotConfigured", "OAuthSetup", "Outbound", "Page", "RateLimited", "Reaction", "Sent",
     "SetupContext", "WebhookEvent", "WebhookReceiver", "WebhookRejected", "WebhookReply",
     "WebhookRequest", "WebhookVerifier",
@@ -245,6 +245,15 @@ class AppListenContext(Protocol):
     async def report(self, state: AccountState, detail: str | None = None) -> None: ...
 
     async def reconnected(self) -> None: ...
+
+
+@runtime_checkable
+class LocalListener(Protocol):
+    """An account only some machines can listen to (a Mac's iMessage database): a worker takes
+    it only where `listens_here` says so, so on a hub with several machines the Mac's worker
+    gets it instead of another worker retrying forever."""
+
+    def listens_here(self, settings: dict[str, Any]) -> bool: ...
 
 
 @runtime_checkable

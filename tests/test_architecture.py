@@ -91,6 +91,7 @@ PROTOCOLS = {
     "backfill": base.Backfiller,
     "app_listener": base.AppListener,
     "disconnect": base.Disconnecter,
+    "local_listener": base.LocalListener,
 }
 
 

@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-from connectors.base import Account, AccountState, AppListener, Envelope, NeedsReauth, WebhookEvent
+from connectors.base import Account, AccountState, AppListener, Envelope, LocalListener, NeedsReauth, WebhookEvent
 from connectors.registry import has_connector
 from loomi.hub import Hub
 from store import accounts as account_store
@@ -211,13 +211,17 @@ class Supervisor:
         on_reconnect: Callable[[str], Awaitable[None]] | None = None,
         rescan_seconds: float = 30.0,
         slack: float = 0.1,
+        max_starts: int = 25,
     ) -> None:
         self.hub, self.worker = hub, worker
         self.scan_interval, self.lease_ms, self.heartbeat = scan_interval, lease_ms, heartbeat
         self.on_reconnect = on_reconnect or (lambda account_id: asyncio.sleep(0))
         self.rescan_seconds, self.slack = rescan_seconds, slack
+        self.max_starts = max_starts  # listeners started per scan: a ramp, so connecting hundreds
+        # at once (TLS contexts, handshakes) never starves the heartbeat that keeps the leases
         self.running: dict[str, Running] = {}
         self._wanted: dict[str, str] = {}
+        self._where: dict[str, tuple[str, dict[str, Any]]] = {}  # account -> (platform, settings)
         self._read_version: bytes | None = None
         self._read_at = -math.inf
 
@@ -255,9 +259,9 @@ class Supervisor:
             for account_id in surplus:
                 await self._stop(account_id, release=True)
             return
-        free = await self._unheld([a for a in wanted if a not in self.running])
+        free = await self._unheld([a for a in wanted if a not in self.running and self._listens_here(a)])
         random.shuffle(free)  # workers scanning at once try different accounts first
-        for account_id in free[: max(share - len(self.running), 0)]:
+        for account_id in free[: min(max(share - len(self.running), 0), self.max_starts)]:
             token = await self._acquire(account_id)
             if token is not None:
                 run = self._supervise_app(account_id.removeprefix("app:"), token) if account_id.startswith("app:") else self._supervise(account_id, token)
@@ -282,8 +286,17 @@ class Supervisor:
                     wanted[app_key(row["platform"])] = "app"
             else:
                 wanted[row["id"]] = _version(row)
+                self._where[row["id"]] = (row["platform"], dict(row["settings"] or {}))
         self._wanted, self._read_version, self._read_at = wanted, version, time.monotonic()
         return wanted
+
+    def _listens_here(self, name: str) -> bool:
+        """False for an account only other machines can listen to (connectors.base.LocalListener)."""
+        if name not in self._where:
+            return True
+        platform, settings = self._where[name]
+        connector = self.hub.connector(platform)
+        return not isinstance(connector, LocalListener) or connector.listens_here(settings)
 
     async def _unheld(self, names: list[str]) -> list[str]:
         """Which of these listeners no worker holds a lease on (one round trip)."""

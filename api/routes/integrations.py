@@ -13,7 +13,8 @@ import secrets
 import time
 from typing import Any, Iterator
 
-import orjson
+import aiohttp
+import httpx
 from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
@@ -230,7 +231,7 @@ def setup_context(request: Request, user: Principal) -> SetupContext:
 @contextlib.contextmanager
 def platform_refusals(platform: str) -> Iterator[None]:
     """Turn a connector's refusals into the seed's errors: credentials refused 400, an app
-    setting missing 503 naming it, rate limited 429, bad fields 400."""
+    setting missing 503 naming it, rate limited 429, bad fields 400, platform unreachable 502."""
     try:
         yield
     except oauth.OAuthError as err:
@@ -243,6 +244,8 @@ def platform_refusals(platform: str) -> Iterator[None]:
         raise ApiError(429, f"{platform} is rate limiting us", "rate_limited", f"retry after {err.retry_after:.0f} s") from None
     except ValueError as err:
         raise bad_request(str(err), "invalid_input") from None
+    except (httpx.TransportError, aiohttp.ClientConnectionError, ConnectionError, TimeoutError) as err:
+        raise ApiError(502, f"{platform} could not be reached", "platform_unreachable", type(err).__name__) from None
 
 
 async def _platform_call(platform: str, call: Any) -> Any:

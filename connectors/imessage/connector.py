@@ -12,6 +12,8 @@ secret); settings `db_path`, `host`.
 
 from __future__ import annotations
 
+import os
+
 from typing import Any, ClassVar
 
 from config.settings import PlatformSettings
@@ -46,3 +48,8 @@ class IMessageConnector:
 
     async def connect(self, fields: dict[str, Any], setup: SetupContext) -> AccountSpec:
         return await connect_db(fields, setup)
+
+    def listens_here(self, settings: dict[str, Any]) -> bool:
+        """Only a worker on the Mac that holds the database can read it."""
+        path = settings.get("db_path")
+        return isinstance(path, str) and os.access(path, os.R_OK)
