@@ -88,6 +88,7 @@ async def delete_chat(conn: AsyncConnection, user_id: str, chat_id: str) -> bool
 
 async def append_messages(
     conn: AsyncConnection, user_id: str, chat_id: str, turns: list[tuple[str, str, dict[str, Any]]], now_ms: int,
+    client_ids: list[str | None] | None = None,
 ) -> list[dict[str, Any]] | None:
     """Append `(role, content, meta)` turns in order; None if the chat is not the owner's.
 
@@ -104,12 +105,44 @@ async def append_messages(
     last = (await conn.execute(sa.select(sa.func.max(assistant_messages.c.seq)).where(assistant_messages.c.chat_id == chat_id))).scalar_one()
     seq = int(last or 0)
     rows = []
-    for role, content, meta in turns:
+    for i, (role, content, meta) in enumerate(turns):
         seq += 1
         rows.append({"id": new_id("amsg"), "chat_id": chat_id, "user_id": user_id, "seq": seq, "role": role,
-                     "content": content, "meta": meta, "created_at": now_ms})
+                     "content": content, "meta": meta, "created_at": now_ms, "client_id": client_ids[i] if client_ids else None})
     await conn.execute(assistant_messages.insert(), rows)
     return rows
+
+
+async def save_messages(
+    conn: AsyncConnection, user_id: str, chat_id: str, items: list[tuple[str, str, str]], now_ms: int,
+) -> tuple[int, int] | None:
+    """Save `(client_id, role, content)` messages an app keeps its own ids for: a known id in
+    this chat (the app's own, or ours for a message it read back from us) is updated in place,
+    a new one appended; the same call again changes nothing.
+    Returns (appended, updated), or None if the chat is not the owner's."""
+    if await get_chat(conn, user_id, chat_id) is None:
+        return None
+    ids = [i[0] for i in items]
+    m = assistant_messages.c
+    known = {r.client_id or r.id: r for r in await conn.execute(
+        sa.select(m.id, m.client_id, m.role, m.content).where(
+            m.chat_id == chat_id, sa.or_(m.client_id.in_(ids), sa.and_(m.client_id.is_(None), m.id.in_(ids))))
+    )}
+    fresh: list[tuple[str, str, str]] = []
+    updated = 0
+    for client_id, role, content in items:
+        row = known.get(client_id)
+        if row is None:
+            fresh.append((client_id, role, content))
+        elif (row.role, row.content) != (role, content):
+            await conn.execute(sa.update(assistant_messages).where(assistant_messages.c.id == row.id).values(role=role, content=content))
+            updated += 1
+    if fresh:
+        await append_messages(conn, user_id, chat_id, [(role, content, {}) for _, role, content in fresh], now_ms,
+                              client_ids=[client_id for client_id, _, _ in fresh])
+    elif updated:
+        await conn.execute(sa.update(assistant_chats).where(assistant_chats.c.id == chat_id).values(updated_at=now_ms))
+    return len(fresh), updated
 
 
 async def list_messages(
@@ -129,10 +162,10 @@ async def list_messages(
 
 async def message_seq(conn: AsyncConnection, user_id: str, chat_id: str, message_id: str) -> int | None:
     """The position of one of the chat's messages (a paging cursor), None if not in this chat."""
+    m = assistant_messages.c
     return (await conn.execute(
-        sa.select(assistant_messages.c.seq).where(
-            assistant_messages.c.id == message_id, assistant_messages.c.chat_id == chat_id, assistant_messages.c.user_id == user_id)
-    )).scalar_one_or_none()
+        sa.select(m.seq).where(sa.or_(m.id == message_id, m.client_id == message_id), m.chat_id == chat_id, m.user_id == user_id)
+    )).scalars().first()
 
 
 # ---- characters -----------------------------------------------------------------------------

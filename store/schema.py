@@ -384,9 +384,11 @@ assistant_messages = sa.Table(
     sa.Column("chat_id", sa.String(40), sa.ForeignKey("assistant_chats.id", ondelete="CASCADE"), nullable=False),
     sa.Column("user_id", sa.String(40), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("client_id", sa.String(100)),  # the id an app gave it (save-messages), unique per chat
     sa.Column("role", sa.String(20), nullable=False),  # user | assistant | system
     sa.Column("content", sa.Text, nullable=False),
     sa.Column("meta", JSON, nullable=False),  # model, usage, sources, finish reason
     sa.Column("created_at", Millis, nullable=False),
     sa.Index("ix_assistant_messages_chat_seq", "chat_id", "seq", unique=True),
+    sa.Index("ix_assistant_messages_chat_client_id", "chat_id", "client_id", unique=True),
 )

@@ -21,6 +21,7 @@ import contextlib
 from typing import Annotated, Any, AsyncIterator, Literal
 
 from pydantic import AliasChoices, Field, StringConstraints, model_validator
+from sqlalchemy.exc import IntegrityError
 from starlette.requests import Request
 from starlette.routing import Route
 
@@ -83,8 +84,9 @@ def chat_json(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def message_json(row: dict[str, Any]) -> dict[str, Any]:
-    """openloomi's UI message (`parts`) with the plain `content` beside it."""
-    return {"id": row["id"], "chatId": row["chat_id"], "seq": row["seq"], "role": row["role"], "content": row["content"],
+    """openloomi's UI message (`parts`) with the plain `content` beside it; a message an app
+    saved keeps the app's id."""
+    return {"id": row.get("client_id") or row["id"], "chatId": row["chat_id"], "seq": row["seq"], "role": row["role"], "content": row["content"],
             "parts": [{"type": "text", "text": row["content"]}], "metadata": row["meta"] or {},
             "createdAt": iso(row["created_at"])}
 
@@ -168,6 +170,31 @@ class ChatUpdate(ChatCreate):
         if not self.model_fields_set & {"title", "character_id", "model"}:
             raise ValueError("give title, characterId or model")
         return self
+
+
+class SavedMessage(Body):
+    """One message as openloomi's app saves it: its own id, a role, `parts` (only text parts
+    are kept; tool and file parts are the app's business) or `content`."""
+
+    id: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")]
+    role: Literal["user", "assistant", "system"]
+    content: str | None = Field(default=None, max_length=MAX_TEXT)
+    parts: list[dict[str, Any]] | None = Field(default=None, max_length=200)
+
+    def text(self) -> str:
+        if self.content is not None:
+            return self.content
+        texts = [p.get("text") for p in self.parts or [] if p.get("type") == "text"]
+        text = "\n".join(t for t in texts if isinstance(t, str))
+        if len(text) > MAX_TEXT:
+            raise bad_request("Invalid input", "invalid_input", f"messages: a message is over {MAX_TEXT} characters")
+        return text
+
+
+class SaveBody(Body):
+    chat_id: Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID, pattern=r"^[A-Za-z0-9_-]+$")] = Field(alias="chatId")
+    messages: list[SavedMessage] = Field(max_length=500)
+    title: Title | None = None
 
 
 class ChatsQuery(Body):
@@ -314,12 +341,16 @@ async def list_messages(request: Request, user: Principal, query: MessagesQuery)
     return {"messages": [message_json(r) for r in rows], "hasMore": more, "nextBefore": rows[0]["id"] if more and rows else None}
 
 
+def title_from(text: str) -> str:
+    line = " ".join(text.split())
+    return line[:TITLE_FROM_MESSAGE].rstrip() + ("…" if len(line) > TITLE_FROM_MESSAGE else "")
+
+
 def _auto_title(chat: dict[str, Any], text: str) -> dict[str, Any]:
     """The first message names an untitled chat."""
-    if chat["message_count"] or chat["title"] != DEFAULT_TITLE:
+    if chat["message_count"] or chat["title"] != DEFAULT_TITLE or not text.strip():
         return {}
-    line = " ".join(text.split())
-    return {"title": line[:TITLE_FROM_MESSAGE].rstrip() + ("…" if len(line) > TITLE_FROM_MESSAGE else "")}
+    return {"title": title_from(text)}
 
 
 async def _store_turns(request: Request, user: Principal, chat: dict[str, Any], turns: list[tuple[str, str, dict[str, Any]]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -343,11 +374,48 @@ async def append_message(request: Request, user: Principal, body: AppendBody):
     return json({"chat": chat_json(updated), "message": message_json(rows[0])}, 201)
 
 
+@endpoint(body=SaveBody)
+async def save_messages(request: Request, user: Principal, body: SaveBody):
+    """openloomi's `save-messages {chatId, messages}`: the app ran the assistant itself and
+    keeps the transcript here. The chat is made (with that id) on first save; messages are
+    keyed by their own ids, so saving the same transcript again, or a longer one while a reply
+    streams, appends only what is new and updates what changed: `{success, chat, saved, updated}`."""
+    latest: dict[str, tuple[str, str, str]] = {}
+    for message in body.messages:  # the last copy of an id wins, in its first position
+        latest[message.id] = (message.id, message.role, message.text())
+    items = list(latest.values())
+    first_user = next((text for _, role, text in items if role == "user" and text.strip()), "")
+    now = now_ms()
+    async with hub_of(request).engine.begin() as conn:
+        chat = await store.get_chat(conn, user.id, body.chat_id)
+        if chat is None:
+            try:
+                async with conn.begin_nested():
+                    chat = await store.create_chat(conn, user.id, title=body.title or (title_from(first_user) if first_user else DEFAULT_TITLE),
+                                                   character_id=None, model=None, now_ms=now, chat_id=body.chat_id)
+            except IntegrityError:  # someone else's chat id, or our own made a moment ago
+                chat = await store.get_chat(conn, user.id, body.chat_id)
+                if chat is None:
+                    raise chat_not_found() from None
+            except store.TooMany:
+                raise bad_request("Too many chats", "too_many_chats", f"at most {store.MAX_CHATS}") from None
+        elif body.title or _auto_title(chat, first_user):
+            await store.update_chat(conn, user.id, chat["id"], {"title": body.title} if body.title else _auto_title(chat, first_user), now)
+        result = await store.save_messages(conn, user.id, chat["id"], items, now) if items else (0, 0)
+        if result is None:
+            raise chat_not_found()
+        row = await store.get_chat(conn, user.id, chat["id"])
+    assert row is not None
+    return {"success": True, "chat": chat_json(row), "saved": result[0], "updated": result[1]}
+
+
 def history(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The turns the model sees: the newest that fit MAX_HISTORY_CHARS, oldest first."""
     kept: list[dict[str, Any]] = []
     used = 0
     for row in reversed(rows):
+        if not row["content"].strip():
+            continue  # a saved tool-only turn: nothing for the model to read
         used += len(row["content"])
         if kept and used > MAX_HISTORY_CHARS:
             break
@@ -509,6 +577,7 @@ routes = [
     Route("/api/chat/characters/{characterId}", get_character, methods=["GET"]),
     Route("/api/chat/characters/{characterId}", update_character, methods=["PUT", "PATCH"]),
     Route("/api/chat/characters/{characterId}", delete_character, methods=["DELETE"]),
+    Route("/api/chat/save-messages", save_messages, methods=["POST"]),
     Route("/api/chat", list_chats, methods=["GET"]),
     Route("/api/chat", create_chat, methods=["POST"]),
     Route("/api/chat/{chatId}", get_chat, methods=["GET"]),

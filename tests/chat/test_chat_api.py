@@ -295,3 +295,60 @@ async def test_upstream_failure_stores_nothing(hub: Any, client: httpx.AsyncClie
         r = await client.post(f"/api/chat/{chat['id']}/send", headers=h, json={"content": "Hello", "model": "no-such-model"})
     assert r.status_code == 404 and r.json()["code"] == "model_not_found"
     assert (await counts(hub, user["user"]["id"]))[1] == 0
+
+
+async def test_save_messages_like_the_openloomi_app(hub: Any, client: httpx.AsyncClient) -> None:
+    me, them = await register(client), await register(client)
+    h = me["headers"]
+    transcript = [
+        {"id": "m-1", "role": "user", "parts": [{"type": "text", "text": "Book a table for two"}]},
+        {"id": "m-2", "role": "assistant", "parts": [{"type": "text", "text": "Which"}, {"type": "tool-call", "name": "x"}]},
+    ]
+    r = await client.post("/api/chat/save-messages", headers=h, json={"chatId": "chat-app-1", "messages": transcript})
+    assert r.status_code == 200, r.text
+    assert r.json()["success"] is True and r.json()["saved"] == 2 and r.json()["updated"] == 0
+    assert r.json()["chat"]["id"] == "chat-app-1" and r.json()["chat"]["title"] == "Book a table for two"
+    # the reply grew while streaming, and the same transcript is saved again: nothing doubles
+    transcript[1]["parts"][0]["text"] = "Which evening?"
+    transcript.append({"id": "m-3", "role": "user", "content": "Friday"})
+    again = await client.post("/api/chat/save-messages", headers=h, json={"chatId": "chat-app-1", "messages": transcript})
+    assert again.json()["saved"] == 1 and again.json()["updated"] == 1 and again.json()["chat"]["messageCount"] == 3
+    same = await client.post("/api/chat/save-messages", headers=h, json={"chatId": "chat-app-1", "messages": transcript})
+    assert same.json()["saved"] == 0 and same.json()["updated"] == 0
+    stored = (await client.get("/api/chat/chat-app-1/messages", headers=h)).json()["messages"]
+    assert [(m["id"], m["role"], m["content"]) for m in stored] == [
+        ("m-1", "user", "Book a table for two"), ("m-2", "assistant", "Which evening?"), ("m-3", "user", "Friday")]
+    # the app's ids are cursors too, and reading back then saving our ids again changes nothing
+    page = (await client.get("/api/chat/chat-app-1/messages", headers=h, params={"before": "m-3"})).json()["messages"]
+    assert [m["id"] for m in page] == ["m-1", "m-2"]
+    sent = await client.post("/api/chat/chat-app-1/messages", headers=h, json={"content": "ours"})
+    ours = sent.json()["message"]
+    back = await client.post("/api/chat/save-messages", headers=h, json={"chatId": "chat-app-1", "messages": [
+        {"id": ours["id"], "role": "user", "content": "ours"}]})
+    assert back.json()["saved"] == 0 and back.json()["updated"] == 0
+
+    # someone else's chat id is a 404 and nothing of theirs changes
+    theirs = await client.post("/api/chat/save-messages", headers=them["headers"], json={"chatId": "chat-app-1", "messages": transcript})
+    assert theirs.status_code == 404 and theirs.json()["code"] == "chat_not_found"
+    assert (await counts(hub, them["user"]["id"])) == (0, 0, 0)
+    before = await counts(hub, me["user"]["id"])
+    for body in ({"messages": []}, {"chatId": "", "messages": []}, {"chatId": "a/b", "messages": []}, {"chatId": "x" * 41, "messages": []},
+                 {"chatId": "c2"}, {"chatId": "c2", "messages": [{"id": "m", "role": "tool", "content": "x"}]},
+                 {"chatId": "c2", "messages": [{"role": "user", "content": "x"}]},
+                 {"chatId": "c2", "messages": [{"id": "a b", "role": "user", "content": "x"}]},
+                 {"chatId": "c2", "messages": [{"id": "m", "role": "user", "content": "x"}] * 501}):
+        assert_seed_400(await client.post("/api/chat/save-messages", headers=h, json=body))
+    assert await counts(hub, me["user"]["id"]) == before
+
+
+async def test_concurrent_appends_number_every_message_once(client: httpx.AsyncClient, user: dict[str, Any]) -> None:
+    import asyncio
+
+    h = user["headers"]
+    chat = await new_chat(client, user)
+    results = await asyncio.gather(*(client.post(f"/api/chat/{chat['id']}/messages", headers=h, json={"content": f"c{i}"}) for i in range(20)))
+    assert all(r.status_code == 201 for r in results), [r.text for r in results if r.status_code != 201]
+    assert sorted(r.json()["message"]["seq"] for r in results) == list(range(1, 21))
+    stored = (await client.get(f"/api/chat/{chat['id']}/messages", headers=h)).json()["messages"]
+    assert sorted(m["content"] for m in stored) == sorted(f"c{i}" for i in range(20)) and [m["seq"] for m in stored] == list(range(1, 21))
+    assert (await client.get(f"/api/chat/{chat['id']}", headers=h)).json()["chat"]["messageCount"] == 20

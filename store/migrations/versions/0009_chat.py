@@ -51,6 +51,7 @@ def upgrade() -> None:
     sa.Column('chat_id', sa.String(length=40), nullable=False),
     sa.Column('user_id', sa.String(length=40), nullable=False),
     sa.Column('seq', sa.Integer(), nullable=False),
+    sa.Column('client_id', sa.String(length=100), nullable=True),
     sa.Column('role', sa.String(length=20), nullable=False),
     sa.Column('content', sa.Text(), nullable=False),
     sa.Column('meta', JSON, nullable=False),
@@ -61,10 +62,12 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('assistant_messages', schema=None) as batch_op:
         batch_op.create_index('ix_assistant_messages_chat_seq', ['chat_id', 'seq'], unique=True)
+        batch_op.create_index('ix_assistant_messages_chat_client_id', ['chat_id', 'client_id'], unique=True)
 
 
 def downgrade() -> None:
     with op.batch_alter_table('assistant_messages', schema=None) as batch_op:
+        batch_op.drop_index('ix_assistant_messages_chat_client_id')
         batch_op.drop_index('ix_assistant_messages_chat_seq')
     op.drop_table('assistant_messages')
     with op.batch_alter_table('assistant_chats', schema=None) as batch_op:
