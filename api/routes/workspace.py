@@ -246,8 +246,8 @@ def from_fields(name: str | None, description: str | None, content: str | None, 
             try:
                 parsed = skills.parse_skill_md(content)
             except skills.SkillError:
-                if not (name and description):
-                    raise
+                if not (name and description) or content.lstrip().startswith("---"):
+                    raise  # fenced front matter must parse; unfenced text with fields given is the body
                 parsed = skills.parse_skill_md(compose(skills.check_name(name), description, content, meta))
                 return parsed
             if name:
