@@ -8,6 +8,8 @@ parser for the exposition text.
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,7 +23,14 @@ from loomi.hub import Hub
 from store.ledger import add_entries, entry
 from workers import keys, metrics
 from workers.metrics import cluster_facts
+from connectors.base import AccountSpec
+from store import accounts as account_store
+from store import messages as message_store
+from tests.e2e.harness import e2e_env, fresh_database, running_hub
 from tests.ops.helpers import add_account, ingest_all, queue_updates, scrape, value
+from tests.waiting import eventually
+from workers.outbound import deliver
+from workers.supervisor import Supervisor
 
 
 async def test_counters_move_after_ingest(hub: Hub, client: httpx.AsyncClient, user: dict[str, Any]) -> None:
@@ -118,3 +127,44 @@ async def test_bearer_token_when_configured(hub: Hub, client: httpx.AsyncClient,
         assert samples
     finally:
         hub.settings.metrics_token = None
+
+
+async def test_listener_and_send_failures_are_counted(backend: str, tmp_path: Path) -> None:
+    """A listener that fails (a real Supervisor running the Telegram connector, which refuses a
+    mode it does not know before any network call) and a send that fails for good (the real
+    outbound path, to an account without credentials) both show up by platform."""
+    async with fresh_database(backend, tmp_path) as db:
+        async with running_hub(e2e_env(backend, tmp_path, db), worker=False) as running:
+            hub = running.hub
+            me = (await running.client.get("/api/remote-auth/user", headers=await running.login())).json()
+            spec = AccountSpec(external_id="4242", name="pigeon bot", credentials={"bot_token": "4242:fake"}, settings={"mode": "carrier-pigeon"})
+            async with hub.engine.begin() as conn:
+                failing = (await account_store.upsert_account(conn, hub.vault, me["id"], "telegram", spec))["id"]
+            stop = asyncio.Event()
+            supervisor = Supervisor(hub, "w-metrics", scan_interval=0.1, lease_ms=2000, heartbeat=0.5)
+            task = asyncio.create_task(supervisor.run(stop))
+            try:
+                async def failed() -> bool:
+                    counted = (await metrics.totals(hub.redis))["listener_failure"].get("telegram", 0)
+                    state = await hub.redis.hget(keys.status(failing), "state")
+                    return counted >= 1 and state == b"backoff"
+
+                assert await eventually(failed, timeout=20)
+                during, _ = await scrape(running.client)
+            finally:
+                stop.set()
+                await task
+            assert value(during, "loomi_listener_failures_total", platform="telegram") >= 1
+            assert value(during, "loomi_listeners", platform="telegram", state="backoff") == 1
+            assert value(during, "loomi_workers_alive") == 1
+
+            orphan = await add_account(hub, me["id"], "no credentials")
+            async with hub.engine.begin() as conn:
+                row = await message_store.insert_outbound(
+                    conn, user_id=me["id"], account_id=orphan, platform="telegram", chat_id="-100", text="hello",
+                    reply_to_id=None, thread_id=None, idempotency_key=None,
+                )
+            assert (await deliver(hub, row["id"]))["status"] == "failed"
+            cluster_facts(hub).invalidate()
+            after, _ = await scrape(running.client)
+            assert value(after, "loomi_send_failures_total", platform="telegram") == 1
