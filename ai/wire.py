@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from ai.types import AIError
-from api.errors import ApiError
+from api.errors import ApiError, openai_error, openai_error_body, openai_error_type
 
 log = logging.getLogger("loomi.ai")
 T = TypeVar("T")
@@ -26,33 +26,14 @@ T = TypeVar("T")
 DONE = b"data: [DONE]\n\n"
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
-_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-}
-
-
-def error_type(status: int) -> str:
-    return _TYPES.get(status, "invalid_request_error" if 400 <= status < 500 else "api_error")
-
-
-def error_body(status: int, message: str, code: str | None, param: str | None = None) -> dict[str, Any]:
-    return {"type": "error", "error": {"message": message, "type": error_type(status), "code": code, "param": param}}
+# The shape lives in api.errors (which renders every error under /api/ai/v1): one definition,
+# and no import back from api.errors to here.
+error_type = openai_error_type
+error_body = openai_error_body
 
 
 def error_response(status: int, message: str, code: str | None, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(error_body(status, message, code)), status, headers=headers, media_type="application/json")
-
-
-def openai_error(err: ApiError) -> Response:
-    """An ApiError in OpenAI's shape: the cause joins the message, 401 is `invalid_api_key`."""
-    message = err.error if not err.cause else f"{err.error}: {err.cause}"
-    code = "invalid_api_key" if err.status == 401 else err.code
-    return error_response(err.status, message, code, err.headers)
 
 
 def sse(data: dict[str, Any]) -> bytes:

@@ -57,13 +57,35 @@ _CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_f
 
 
 OPENAI_PREFIX = "/api/ai/v1/"
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+}
+
+
+def openai_error_type(status: int) -> str:
+    return _OPENAI_TYPES.get(status, "invalid_request_error" if 400 <= status < 500 else "api_error")
+
+
+def openai_error_body(status: int, message: str, code: str | None, param: str | None = None) -> dict:
+    """OpenAI's error body; the top-level `"type": "error"` makes it Anthropic's too."""
+    return {"type": "error", "error": {"message": message, "type": openai_error_type(status), "code": code, "param": param}}
+
+
+def openai_error(err: ApiError) -> Response:
+    """An ApiError in OpenAI's shape: the cause joins the message, 401 is `invalid_api_key`."""
+    message = err.error if not err.cause else f"{err.error}: {err.cause}"
+    code = "invalid_api_key" if err.status == 401 else err.code
+    return json(openai_error_body(err.status, message, code), err.status, headers=err.headers)
 
 
 def render(request: Request, err: ApiError) -> Response:
-    """The seed's shape, or OpenAI's on the OpenAI-compatible routes."""
+    """The seed's shape, or OpenAI's on the OpenAI-compatible routes (ai.wire uses the same)."""
     if request.url.path.startswith(OPENAI_PREFIX):
-        from ai.wire import openai_error  # ai.wire imports this module
-
         return openai_error(err)
     return json(err.body(), err.status, headers=err.headers)
 
