@@ -49,6 +49,7 @@ EF_CONSTRUCTION = 100
 EF_SEARCH = 96
 DEFAULT_THRESHOLD = 5000
 MAX_LOADED = 32
+BUILD_WAIT_SECONDS = 2.0  # how long a query waits for a cold index before scanning instead
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ class PersonIndex:
         self.watermark = -1
         self.checked_at = 0.0
         self.loaded = False
+        self.task: asyncio.Task[None] | None = None  # the refresh under way, shared by concurrent queries
         self.from_disk = False  # the graph came from a saved file, not built from the database
         self.saved_changes = 0  # changes since the last save
 
@@ -199,8 +201,19 @@ class PersonIndex:
                 found = vectors.top_k(q, rows, k + int((~self.alive[: len(self.ids)]).sum()))
                 out = [(self.ids[i], s) for i, s in found if self.alive[i]]
                 return [(item, s) for item, s in out if item is not None][:k]
-            self.hnsw.set_ef(max(EF_SEARCH, k))
-            labels, distances = self.hnsw.knn_query(q.reshape(1, -1), k=k, num_threads=1)
+            ef = max(EF_SEARCH, k)
+            while True:
+                self.hnsw.set_ef(ef)
+                try:
+                    labels, distances = self.hnsw.knn_query(q.reshape(1, -1), k=k, num_threads=1)
+                    break
+                except RuntimeError:  # fewer than k reachable (many deleted nodes): look wider, then ask less
+                    if ef < 8 * max(k, EF_SEARCH):
+                        ef *= 2
+                    elif k > 1:
+                        k //= 2
+                    else:
+                        return []
         return [(self.ids[int(l)], 1.0 - float(d)) for l, d in zip(labels[0], distances[0]) if self.ids[int(l)] is not None]  # type: ignore[misc]
 
     # -- persistence --------------------------------------------------------------
@@ -249,28 +262,35 @@ class PersonIndex:
 
     # -- keeping in step with the database ----------------------------------------
 
-    async def refresh(self, conn: AsyncConnection, home: Path | None, force: bool = False) -> None:
-        if not force and time.monotonic() - self.checked_at < SYNC_SECONDS:
+    @property
+    def built(self) -> bool:
+        """It has been brought in step with the database at least once."""
+        return self.checked_at > 0
+
+    async def refresh(self, engine: AsyncEngine, home: Path | None, force: bool = False) -> None:
+        """Catch up with the database (on its own connection: it may outlive a request)."""
+        if not force and self.built and time.monotonic() - self.checked_at < SYNC_SECONDS:
             return
         async with self.refreshing:
-            if not force and time.monotonic() - self.checked_at < SYNC_SECONDS:
+            if not force and self.built and time.monotonic() - self.checked_at < SYNC_SECONDS:
                 return
             started = time.monotonic()
             s = self.source
             c = s.table.c
             where = s.where(self.user_id, self.model)
-            count, newest = (await conn.execute(sa.select(sa.func.count(), sa.func.max(c[s.written])).where(*where))).one()
-            count, newest = int(count or 0), int(newest or -1)
-            if not self.loaded:
-                self.loaded = True
-                if home is not None and count >= self.threshold:
-                    self.from_disk = await asyncio.to_thread(self.load, home)
-            if count != self.live or newest > self.watermark:
-                await self._catch_up(conn, where, count)
-                self.watermark = max(self.watermark, newest)
-                if self.hnsw is not None and self.removed > max(1000, self.live):
-                    await self._rebuild(conn, where)
-            self.checked_at = started
+            async with engine.connect() as conn:
+                count, newest = (await conn.execute(sa.select(sa.func.count(), sa.func.max(c[s.written])).where(*where))).one()
+                count, newest = int(count or 0), int(newest or -1)
+                if not self.loaded:
+                    self.loaded = True
+                    if home is not None and count >= self.threshold:
+                        self.from_disk = await asyncio.to_thread(self.load, home)
+                if count != self.live or newest > self.watermark:
+                    await self._catch_up(conn, where, count)
+                    self.watermark = max(self.watermark, newest)
+                    if self.hnsw is not None and self.removed > max(1000, self.live):
+                        await self._rebuild(conn, where)
+            self.checked_at = max(started, 1e-9)
 
     async def _catch_up(self, conn: AsyncConnection, where: list[Any], count: int) -> None:
         s = self.source
@@ -284,7 +304,7 @@ class PersonIndex:
             rows = (await conn.execute(sa.select(c[s.id], c.dims, c.vector).where(*cond).order_by(c[s.id]).limit(PAGE))).all()
             if not rows:
                 break
-            self._absorb(rows)
+            await asyncio.to_thread(self._absorb, rows)  # a graph insert is CPU work: off the event loop
             last = rows[-1][0]
         if count != self.live:  # deletions, or rows the watermark missed: compare ids
             present = {row[0] for row in await conn.execute(sa.select(c[s.id]).where(*where))}
@@ -292,7 +312,8 @@ class PersonIndex:
             missing = [item for item in present if item not in self.labels]
             for i in range(0, len(missing), 500):
                 part = missing[i : i + 500]
-                self._absorb((await conn.execute(sa.select(c[s.id], c.dims, c.vector).where(*where, c[s.id].in_(part)))).all())
+                found = (await conn.execute(sa.select(c[s.id], c.dims, c.vector).where(*where, c[s.id].in_(part)))).all()
+                await asyncio.to_thread(self._absorb, found)
 
     def _absorb(self, rows: list[Any]) -> None:
         if not rows:
@@ -337,19 +358,32 @@ class Registry:
         with self.lock:
             return [ix for (kind, user, _), ix in self.indexes.items() if kind == source.kind and user == user_id]
 
-    async def ready(self, conn: AsyncConnection, source: Source, user_id: str, model: str) -> PersonIndex:
-        """The person's index, brought in step with the database."""
+    async def ready(self, engine: AsyncEngine, source: Source, user_id: str, model: str,
+                    wait: float | None = None) -> PersonIndex | None:
+        """The person's index, in step with the database; None while its first build (a cold
+        cache of many vectors) takes longer than `wait`: the caller scans instead, and the build
+        goes on in the background. A refresh that runs long leaves the index one step behind."""
         index = self.get(source, user_id, model)
-        await index.refresh(conn, self.home)
-        return index
+        if index.task is None or index.task.done():
+            if index.built and time.monotonic() - index.checked_at < SYNC_SECONDS:
+                return index
+            index.task = asyncio.create_task(index.refresh(engine, self.home), name=f"vector-index-{source.kind}")
+        try:
+            await asyncio.wait_for(asyncio.shield(index.task), BUILD_WAIT_SECONDS if wait is None else wait)
+        except asyncio.TimeoutError:
+            pass
+        except Exception:  # noqa: BLE001 - a cache: a failed refresh leaves the last good state
+            log.warning("vector index refresh failed for %s", source.kind, exc_info=True)
+        return index if index.built else None
 
     async def touched(self, engine: AsyncEngine, source: Source, user_ids: Iterable[str]) -> None:
         """Writers call this after committing: loaded indexes catch up now, and are saved when
         they changed a lot since their last save."""
         for user_id in set(user_ids):
             for index in self.loaded(source, user_id):
-                async with engine.connect() as conn:
-                    await index.refresh(conn, self.home, force=True)
+                if not index.built:
+                    continue  # its first build (running or to come) reads the new rows anyway
+                await index.refresh(engine, self.home, force=True)
                 if self.home is not None and index.mode == "hnsw" and index.saved_changes >= max(1000, index.live // 10):
                     await asyncio.to_thread(index.save, self.home)
 

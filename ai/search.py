@@ -104,12 +104,13 @@ async def vector_search(
 ) -> list[tuple[str, float]]:
     """Nearest messages in scope through the person's vector index (ai/ann.py), which holds all
     of their messages. The neighbours are checked against the scope in SQL (deleted messages,
-    chat, platform, time); a narrow scope that the nearest overall miss is searched exactly."""
+    chat, platform, time); a narrow scope that the nearest overall miss is searched exactly, and
+    so is everything while a cold index is still being built."""
     from ai import ann
 
-    index = await ann.registry(conn.engine).ready(conn, ann.MESSAGES, user_id, model)
+    index = await ann.registry(conn.engine).ready(conn.engine, ann.MESSAGES, user_id, model)
     k = max(4 * limit, 100)
-    while index.live:
+    while index is not None and index.live:
         found = [(mid, s) for mid, s in await asyncio.to_thread(index.search, query_vector, k) if s >= MIN_VECTOR_SCORE]
         if not found:
             return []

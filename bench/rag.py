@@ -195,7 +195,7 @@ async def part_rag(engine: Any, sizes: list[int], queries: int, home: Path) -> N
             registry = ann.Registry(home, threshold)
             async with engine.connect() as conn:
                 t = time.perf_counter()
-                await registry.ready(conn, ann.RAG, uid, MODEL)
+                await registry.ready(engine, ann.RAG, uid, MODEL, wait=36_000)
                 first = time.perf_counter() - t
                 vi = iter(qv)
                 vec[mode] = await timed(lambda: rag_search.vector_ids(conn, registry, uid, next(vi), MODEL), queries)
@@ -235,7 +235,7 @@ async def part_grounding(engine: Any, n: int, queries: int, home: Path) -> None:
     ann.registry(engine, home, threshold=5000)
     async with engine.connect() as conn:
         t = time.perf_counter()
-        await ann.registry(engine).ready(conn, ann.MESSAGES, uid, MODEL)
+        await ann.registry(engine).ready(engine, ann.MESSAGES, uid, MODEL, wait=36_000)
         print(f"  first build of the person's index from the database: {time.perf_counter() - t:6.1f} s")
         for label, fn in (("scan of the newest 20k (before)", search.scan_search), ("index (HNSW, all messages)", search.vector_search)):
             times, hits = [], 0

@@ -12,11 +12,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ai import ann
+from ai import ann, vectors
 from ai.search import MIN_VECTOR_SCORE, _query_vector, fts5_query, rrf, terms, tsquery
 from store.schema import rag_chunks, rag_documents
 
 CANDIDATES = 50
+MAX_SCAN = 20_000  # newest chunk vectors read when the index is not ready yet
 
 
 async def keyword_ids(conn: AsyncConnection, user_id: str, query: str, limit: int = CANDIDATES) -> list[str]:
@@ -42,9 +43,25 @@ async def keyword_ids(conn: AsyncConnection, user_id: str, query: str, limit: in
 
 async def vector_ids(conn: AsyncConnection, registry: ann.Registry, user_id: str, query_vector: Any, model: str,
                      limit: int = CANDIDATES) -> list[tuple[str, float]]:
-    index = await registry.ready(conn, ann.RAG, user_id, model)
-    found = await asyncio.to_thread(index.search, query_vector, limit)
+    index = await registry.ready(conn.engine, ann.RAG, user_id, model)
+    if index is None:  # a cold index still building: the newest chunks, exactly
+        found = await scan(conn, user_id, query_vector, model, limit)
+    else:
+        found = await asyncio.to_thread(index.search, query_vector, limit)
     return [(cid, score) for cid, score in found if score >= MIN_VECTOR_SCORE]
+
+
+async def scan(conn: AsyncConnection, user_id: str, query_vector: Any, model: str, limit: int) -> list[tuple[str, float]]:
+    c = rag_chunks
+    rows = (await conn.execute(
+        sa.select(c.c.id, c.c.vector).where(c.c.user_id == user_id, c.c.model == model)
+        .order_by(c.c.embedded_at.desc()).limit(MAX_SCAN)
+    )).all()
+    if not rows:
+        return []
+    dims = len(rows[0].vector) // 4
+    rows = [r for r in rows if len(r.vector) == dims * 4]
+    return [(rows[i].id, s) for i, s in vectors.top_k(query_vector, vectors.matrix([r.vector for r in rows], dims), limit)]
 
 
 async def search(conn: AsyncConnection, registry: ann.Registry, user_id: str, query: str, limit: int) -> list[dict[str, Any]]:

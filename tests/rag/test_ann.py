@@ -80,16 +80,14 @@ async def test_saved_index_loads_and_catches_up_with_the_database(hub: Any, clie
     rows = unit_rows(900, 32, 4)
     first = await add_chunks(hub, uid, rows[:600], 0)
     writer = ann.PersonIndex(ann.RAG, uid, "m", threshold=300)
-    async with hub.engine.connect() as conn:
-        await writer.refresh(conn, tmp_path, force=True)
+    await writer.refresh(hub.engine, tmp_path, force=True)
     assert writer.mode == "hnsw" and writer.live == 600 and writer.save(tmp_path)
     # after the save, another process adds rows and deletes some
     later = await add_chunks(hub, uid, rows[600:], 600)
     async with hub.engine.begin() as conn:
         await conn.execute(rag_chunks.delete().where(rag_chunks.c.id.in_(first[:10])))
     reader = ann.PersonIndex(ann.RAG, uid, "m", threshold=300)
-    async with hub.engine.connect() as conn:
-        await reader.refresh(conn, tmp_path, force=True)
+    await reader.refresh(hub.engine, tmp_path, force=True)
     assert reader.from_disk and reader.mode == "hnsw" and reader.live == 890
     assert reader.search(rows[700], 1)[0][0] == later[100]
     assert not set(first[:10]) & {i for i, _ in reader.search(rows[3], 20)}
@@ -119,3 +117,23 @@ async def test_grounding_reaches_messages_older_than_the_scan_bound(hub: Any, cl
         assert ids[0] not in {m for m, _ in other}
     index = ann.registry(hub.engine).get(ann.MESSAGES, uid, model)
     assert index.live == 60
+
+
+async def test_a_cold_index_is_scanned_while_it_builds(hub: Any, client: httpx.AsyncClient, monkeypatch: Any) -> None:
+    who = await register(client)
+    uid = who["user"]["id"]
+    rows = unit_rows(50, 384, 6)
+    ids = await add_chunks(hub, uid, rows, 0)
+    async with hub.engine.begin() as conn:
+        await conn.execute(rag_chunks.update().where(rag_chunks.c.user_id == uid).values(model="all-minilm-l6-v2"))
+    monkeypatch.setattr(ann, "BUILD_WAIT_SECONDS", 0)
+    registry = ann.Registry(None, threshold=10)
+    from ai.rag import search as rag_search
+
+    async with hub.engine.connect() as conn:
+        found = await rag_search.vector_ids(conn, registry, uid, rows[5], "all-minilm-l6-v2")
+    assert found[0][0] == ids[5]  # answered by the scan
+    index = registry.get(ann.RAG, uid, "all-minilm-l6-v2")
+    assert index.task is not None
+    await index.task  # the build went on in the background
+    assert index.built and index.mode == "hnsw" and index.search(rows[5], 1)[0][0] == ids[5]

@@ -264,8 +264,7 @@ async def test_delete_removes_chunks_vectors_and_file(hub: Any, client: httpx.As
     assert [p.name for p in rag_files(hub, user)] == [keep["id"]]
     # a process that never saw the delete (a fresh index) rebuilds from the database without them
     fresh = ann.PersonIndex(ann.RAG, uid, "all-minilm-l6-v2", threshold=5000)
-    async with hub.engine.connect() as conn:
-        await fresh.refresh(conn, None, force=True)
+    await fresh.refresh(hub.engine, None, force=True)
     assert fresh.live == keep["chunkCount"] and not any(i in fresh.labels for i in ids)
 
 
