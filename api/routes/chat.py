@@ -426,7 +426,10 @@ def history(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 async def _conversation(request: Request, user: Principal, chat: dict[str, Any], body: SendBody, text: str) -> tuple[ChatRequest, list[dict[str, Any]]]:
     """The request for the model (system prompt, sources, history, the new turn) and the sources."""
     hub = hub_of(request)
-    character = await _character(request, user, chat["character_id"])
+    try:
+        character = await _character(request, user, chat["character_id"])
+    except ApiError:  # deleted a moment after the chat named it: the default speaks
+        character = BUILTIN[DEFAULT_CHARACTER]
     model = body.model or chat["model"] or character["model"] or ""
     (await ready_gateway(hub)).targets("chat", model or None)  # 503/400/404 before any work
     try:

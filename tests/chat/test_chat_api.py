@@ -352,3 +352,16 @@ async def test_concurrent_appends_number_every_message_once(client: httpx.AsyncC
     stored = (await client.get(f"/api/chat/{chat['id']}/messages", headers=h)).json()["messages"]
     assert sorted(m["content"] for m in stored) == sorted(f"c{i}" for i in range(20)) and [m["seq"] for m in stored] == list(range(1, 21))
     assert (await client.get(f"/api/chat/{chat['id']}", headers=h)).json()["chat"]["messageCount"] == 20
+
+
+async def test_a_chat_whose_character_vanished_speaks_as_the_default(hub: Any, client: httpx.AsyncClient, user: dict[str, Any]) -> None:
+    chat = await new_chat(client, user)
+    async with hub.engine.begin() as conn:  # a character deleted between the check and the insert
+        await conn.execute(sa.update(assistant_chats).where(assistant_chats.c.id == chat["id"]).values(character_id="char_gone"))
+    listed = (await client.get("/api/chat/characters", headers=user["headers"])).json()
+    default = next(c for c in listed["characters"] if c["id"] == listed["defaultCharacterId"])
+    async with FakeUpstream().serve() as fake, gateway_with(hub, [provider_for(fake, default_model="fake-chat")]):
+        r = await client.post(f"/api/chat/{chat['id']}/send", headers=user["headers"], json={"content": "hello", "grounded": False})
+        sent = fake.requests[-1]["body"]["messages"]
+    assert r.status_code == 200, r.text
+    assert sent[0] == {"role": "system", "content": default["systemPrompt"]}
