@@ -147,9 +147,11 @@ async def fetch(
     allow = allow or []
     try:
         async with asyncio.timeout(timeout):
-            async with httpx.AsyncClient(follow_redirects=False, trust_env=False, timeout=timeout) as client:
+            # The transport itself, not a client: a client parses every Location header (and fails
+            # on forms such as `0177.0.0.1`) before we could check it ourselves.
+            async with httpx.AsyncHTTPTransport(retries=0) as transport:
                 for _hop in range(MAX_REDIRECTS + 1):
-                    page, location = await _one(client, url, max_bytes, allow, resolve)
+                    page, location = await _one(transport, url, max_bytes, timeout, allow, resolve)
                     if location is None:
                         return page
                     url = urljoin(url, location)
@@ -158,7 +160,9 @@ async def fetch(
         raise FetchFailed(f"no answer within {timeout} s", 504) from None
 
 
-async def _one(client: httpx.AsyncClient, url: str, max_bytes: int, allow: list[Network], resolve: Resolver) -> tuple[Page, str | None]:
+async def _one(
+    transport: httpx.AsyncHTTPTransport, url: str, max_bytes: int, timeout: float, allow: list[Network], resolve: Resolver
+) -> tuple[Page, str | None]:
     scheme, host, port = split_url(url)
     ip = await pick_address(host, port, resolve, allow)
     parts = urlsplit(url)
@@ -166,13 +170,17 @@ async def _one(client: httpx.AsyncClient, url: str, max_bytes: int, allow: list[
     pinned = f"{scheme}://{literal}:{port}{parts.path or '/'}" + (f"?{parts.query}" if parts.query else "")
     default_port = port == (443 if scheme == "https" else 80)
     host_header = (f"[{host}]" if ":" in host else host) + ("" if default_port else f":{port}")
-    request = client.build_request(
+    extensions: dict[str, object] = {"timeout": httpx.Timeout(timeout).as_dict()}
+    if scheme == "https":
+        extensions["sni_hostname"] = host  # TLS checks the certificate against the name, not the pinned address
+    request = httpx.Request(
         "GET", pinned,
-        headers={"Host": host_header, "User-Agent": USER_AGENT, "Accept": "text/html,text/plain;q=0.9,*/*;q=0.5"},
-        extensions={"sni_hostname": host} if scheme == "https" else {},
+        headers={"Host": host_header, "User-Agent": USER_AGENT, "Accept": "text/html,text/plain;q=0.9,*/*;q=0.5",
+                 "Accept-Encoding": "identity"},  # no compressed bodies: the byte limit counts what arrives
+        extensions=extensions,
     )
     try:
-        response = await client.send(request, stream=True)
+        response = await transport.handle_async_request(request)
     except httpx.HTTPError as err:
         raise FetchFailed(f"cannot fetch {host}: {type(err).__name__}") from None
     try:
