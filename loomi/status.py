@@ -1,7 +1,7 @@
 """`loomi status` and `loomi backfill`: the operator's view from a terminal.
 
 `status` prints every account (all people's: whoever runs it holds the database already) with
-its listener state, the worker holding it, last event and lag, then the hub's queue depth per
+its listener state, worker, last event, lag and ingest rate, then the hub's queue depth per
 shard, dead letters and live workers. `backfill` runs one account's backfill in this process
 now, drawing a bar per chat of pages fetched and messages queued; a running worker stores them.
 """
@@ -16,9 +16,10 @@ from typing import Any, Sequence, TextIO
 from loomi.hub import Hub
 from workers import dlq
 from workers.backfill import backfill_account
-from workers.metrics import accounts_view, shards, stream_facts, workers_alive
+from workers.metrics import accounts_view, ingested_per_minute, shards, stream_facts, workers_alive
 
 BAR = 24
+RATE_MINUTES = 5
 
 
 def table(headers: Sequence[str], rows: list[Sequence[str]]) -> str:
@@ -39,16 +40,19 @@ def _ago(ms: int | None, now_ms: int) -> str:
 async def status_report(hub: Hub) -> str:
     now_ms = int(time.time() * 1000)
     accounts = await accounts_view(hub)
+    recent = await ingested_per_minute(hub.redis, [a["id"] for a in accounts], RATE_MINUTES, now_ms)
+    rate = {a["id"]: sum(counts.get(a["id"], 0) for _, counts in recent) / RATE_MINUTES for a in accounts}
     rows = [
         [
             a["id"], a["platform"], a["name"][:30],
             a["state"] if a["enabled"] else "disabled",
             a["worker"] or "-", _ago(a["last_event_at"], now_ms),
             f"{a['lag_ms'] / 1000:.1f} s" if a["lag_ms"] is not None else "-",
+            f"{rate[a['id']]:.1f}/min",
         ]
         for a in accounts
     ]
-    out = [table(["account", "platform", "name", "state", "worker", "last event", "lag"], rows) if rows else "no accounts"]
+    out = [table(["account", "platform", "name", "state", "worker", "last event", "lag", f"rate ({RATE_MINUTES} min)"], rows) if rows else "no accounts"]
     out.append("")
     streams = [(label, await stream_facts(hub.redis, name, now_ms)) for label, name in shards()]
     out.append(table(

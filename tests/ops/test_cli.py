@@ -21,7 +21,7 @@ from loomi.status import run_backfill, status_report
 from store import accounts as account_store
 from tests.e2e.harness import e2e_env, fresh_database, running_hub
 from tests.fakes.slack import FakeSlack
-from tests.ops.helpers import add_account, ingest_all
+from tests.ops.helpers import add_account, ingest_all, queue_updates
 from workers import keys
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,15 +48,17 @@ def hub_env(hub: Hub) -> dict[str, str]:
 
 async def test_status_table(hub: Hub, user: dict[str, Any]) -> None:
     account = await add_account(hub, user["user"]["id"], "Table Team")
+    await queue_updates(hub, account, 5)
+    await ingest_all(hub)  # 5 stored now: 1.0/min over the last 5 minutes
     now = int(time.time() * 1000)
     await hub.redis.hset(keys.status(account), mapping={"state": "backoff", "worker": "w-ops-cli:1", "lag_ms": 2000, "last_event_at": now - 30_000})
     await hub.redis.zadd(keys.WORKERS, {"w-ops-cli:1": now + 60_000, "w-ops-gone:2": now - 1000})
     try:
         report = await status_report(hub)
         row = next(line for line in report.splitlines() if line.startswith(account))
-        assert re.search(rf"{account}\s+telegram\s+Table Team\s+backoff\s+w-ops-cli:1\s+\S+ \S+ \(3\d s ago\)\s+2\.0 s$", row), row
+        assert re.search(rf"{account}\s+telegram\s+Table Team\s+backoff\s+w-ops-cli:1\s+\S+ \S+ \(3\d s ago\)\s+2\.0 s\s+1\.0/min$", row), row
         header = report.splitlines()[0].split()
-        assert header == ["account", "platform", "name", "state", "worker", "last", "event", "lag"]
+        assert header == ["account", "platform", "name", "state", "worker", "last", "event", "lag", "rate", "(5", "min)"]
         assert re.search(r"^0\s+\d+\s+\d+\s+\d+\.\d s$", report, re.M)  # shard 0: depth, pending, oldest
         assert re.search(r"^dead letters: \d+$", report, re.M)
         workers_line = next(line for line in report.splitlines() if line.startswith("workers alive:"))
