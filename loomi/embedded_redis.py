@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -28,6 +30,13 @@ def server_binary() -> str:
     return found
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the process that started it dies (Linux)."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 class EmbeddedRedis:
     def __init__(self, home: Path) -> None:
         self.dir = home / "redis"
@@ -44,8 +53,12 @@ class EmbeddedRedis:
         except (redis.ConnectionError, redis.TimeoutError, FileNotFoundError):
             return False
 
-    def start(self, timeout: float = 10.0) -> str:
-        """Start (or adopt one left running by a crashed hub); return its URL."""
+    def start(self, timeout: float = 10.0, die_with_parent: bool = False) -> str:
+        """Start (or adopt one left running by a crashed hub); return its URL.
+
+        `die_with_parent`: for throwaway servers (tests), which must not outlive a killed parent;
+        the hub's own keeps running through a crash so queued events are adopted on restart.
+        """
         self.dir.mkdir(parents=True, exist_ok=True)
         if self._answers():
             return self.url
@@ -62,7 +75,8 @@ class EmbeddedRedis:
             "--daemonize", "no",
             "--logfile", str(self.dir / "redis.log"),
         ]
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
+        preexec = _die_with_parent if die_with_parent and sys.platform.startswith("linux") else None
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=preexec)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._answers():

@@ -83,7 +83,7 @@ def embedded_redis() -> EmbeddedRedis:
     if _embedded is None:
         home = Path(tempfile.mkdtemp(prefix="loomi-redis-"))
         server = EmbeddedRedis(home)
-        server.start()
+        server.start(die_with_parent=True)  # a killed test run leaves no server behind
 
         def stop() -> None:
             server.stop()
