@@ -18,9 +18,10 @@ character answers 404, like one that does not exist.
 from __future__ import annotations
 
 import contextlib
+import re
 from typing import Annotated, Any, AsyncIterator, Literal
 
-from pydantic import AliasChoices, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, AliasChoices, Field, StringConstraints, model_validator
 from sqlalchemy.exc import IntegrityError
 from starlette.requests import Request
 from starlette.routing import Route
@@ -49,7 +50,17 @@ Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, ma
 CharacterName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Prompt = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000)]
 Model = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Avatar = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2048)]
+AVATAR_URL = re.compile(r"^(https?://\S+|data:image/(png|jpeg|gif|webp);base64,[A-Za-z0-9+/=]+)$")
+
+
+def _avatar(value: str) -> str:
+    """An emoji or a few letters, an http(s) URL, or a small base64 image: never a script URL."""
+    if value and not AVATAR_URL.match(value) and (len(value) > 16 or ":" in value):
+        raise ValueError("an emoji or up to 16 characters, an http(s) URL, or a data:image/…;base64 URL")
+    return value
+
+
+Avatar = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2048), AfterValidator(_avatar)]
 Description = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
 RefId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID)]
 

@@ -117,6 +117,9 @@ async def test_characters_builtin_and_own(client: httpx.AsyncClient, user: dict[
     ids = [c["id"] for c in (await client.get("/api/chat/characters", headers=h)).json()["characters"]]
     assert ids[-1] == mine["id"] and ids[: len(builtins)] == [c["id"] for c in builtins]
 
+    for avatar in ("https://example.com/a.png", "data:image/png;base64,iVBORw0KGgo=", "JD"):
+        ok = await client.patch(f"/api/chat/characters/{mine['id']}", headers=h, json={"avatar": avatar})
+        assert ok.status_code == 200 and ok.json()["character"]["avatar"] == avatar
     up = await client.put(f"/api/chat/characters/{mine['id']}", headers=h, json={"systemPrompt": "Talk like a polite pirate.", "model": None})
     assert up.status_code == 200 and up.json()["character"]["systemPrompt"] == "Talk like a polite pirate." and up.json()["character"]["model"] is None
     assert up.json()["character"]["name"] == "Pirate"
@@ -164,7 +167,10 @@ async def test_bad_input_is_a_seed_400_and_changes_nothing(hub: Any, client: htt
         assert_seed_400(await client.patch(f"/api/chat/{chat['id']}", headers=h, json=body))
     bad_characters = [{}, {"name": "x"}, {"systemPrompt": "x"}, {"name": "", "systemPrompt": "x"}, {"name": "a", "systemPrompt": "   "},
                       {"name": "a" * 101, "systemPrompt": "x"}, {"name": "a", "systemPrompt": "x", "avatar": "x" * 2049},
-                      {"name": "a", "systemPrompt": "x" * 20_001}, {"name": "a\x00", "systemPrompt": "x"}]
+                      {"name": "a", "systemPrompt": "x" * 20_001}, {"name": "a\x00", "systemPrompt": "x"},
+                      {"name": "a", "systemPrompt": "x", "avatar": "javascript:alert(1)"},
+                      {"name": "a", "systemPrompt": "x", "avatar": "data:text/html;base64,PHNjcmlwdD4="},
+                      {"name": "a", "systemPrompt": "x", "avatar": "a long text that is not an avatar"}]
     for body in bad_characters:
         assert_seed_400(await client.post("/api/chat/characters", headers=h, json=body))
     assert_seed_400(await client.post(f"/api/chat/{chat['id']}/send", headers=h, json={"content": ""}))
