@@ -72,6 +72,11 @@ class Gateway:
         self.table = ProviderTable(base.upstreams + [s.provider() for s in found] + local, base.aliases, base._default_model)
         self._models_cache = None
 
+    def start(self) -> None:
+        """Begin background work (discovery) now; call from inside the running loop."""
+        if self.discovery is not None:
+            self.discovery.start()
+
     async def ready(self) -> None:
         """Before routing: the first discovery round, if it is still running (at most ~1 s, once)."""
         if self.discovery is not None and not self.discovery.first_round.is_set():

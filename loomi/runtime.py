@@ -142,7 +142,8 @@ async def serve(settings: Settings) -> int:
         ports = [settings.port] if settings.port == 0 else [settings.port, settings.fallback_port]
         sock = bind(settings.host, ports)
         port = sock.getsockname()[1]
-        app = create_app(hub, on_startup=[start_worker] if settings.in_process_worker else [], on_shutdown=[stop_worker])
+        startup = [start_ai] + ([start_worker] if settings.in_process_worker else [])
+        app = create_app(hub, on_startup=startup, on_shutdown=[stop_worker])
         print(f"openloomi-hub listening on http://{settings.host}:{port}", flush=True)
         print(f"token file: {token_path(hub)}", flush=True)
         config = uvicorn.Config(app, log_config=None, access_log=True, lifespan="on", server_header=False)
@@ -150,6 +151,14 @@ async def serve(settings: Settings) -> int:
         with stop_on_signals(server):
             await server.serve(sockets=[sock])
     return 0
+
+
+async def start_ai(hub: Hub) -> None:
+    """The AI gateway now, not at the first AI request: it starts looking for local model
+    servers (Ollama, llama.cpp, LM Studio) in the background when none is configured."""
+    from ai.gateway import gateway_of
+
+    gateway_of(hub).start()
 
 
 async def start_worker(hub: Hub) -> None:

@@ -163,3 +163,38 @@ async def test_insights_llm_method_uses_the_found_server(hub: Hub, client: httpx
             insight = r.json()["insights"][0]
     assert insight["method"] == "llm" and insight["model"] == "llama3.2:latest" and insight["title"] == "Lunch with Bob"
     assert len(ollama.requests) >= 1 and ollama.requests[0]["body"]["model"] == "llama3.2:latest"
+
+
+async def test_loomi_serve_looks_at_start_before_any_request(tmp_path: Any) -> None:
+    """The real `loomi serve` process (SQLite, embedded Redis): it finds the server on its own."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    async with LocalModelServer(flavor="ollama").serve() as ollama:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LOOMI_")}
+        env.update({"PYTHONPATH": str(root), "LOOMI_HOME": str(tmp_path), "LOOMI_AI_DISCOVER_PORTS": str(ollama.port),
+                    "LOOMI_IN_PROCESS_WORKER": "false", "LOOMI_LOG_LEVEL": "info"})
+        log = tmp_path / "serve.log"
+        with open(log, "wb") as err:
+            process = subprocess.Popen([sys.executable, "-m", "loomi.cli", "serve", "--host", "127.0.0.1", "--port", "0"],
+                                       cwd=root, env=env, stdout=subprocess.PIPE, stderr=err, text=True)
+        try:
+            assert process.stdout is not None
+            url = ""
+            for _ in range(20):
+                line = await asyncio.to_thread(process.stdout.readline)
+                if "listening on " in line:
+                    url = line.split("listening on ", 1)[1].strip()
+                    break
+            assert url
+            await wait_for(lambda: "local model servers: ollama" in log.read_text(), 30)
+            assert ollama.probes and "/api/tags" in ollama.probes  # asked before anyone asked the hub
+            async with httpx.AsyncClient(base_url=url) as http:
+                status = (await http.get("/api/ai/chat")).json()
+            assert status["provider"]["name"] == f"ollama-{ollama.port}" and status["provider"]["local"] is True
+        finally:
+            process.terminate()
+            await asyncio.to_thread(process.wait, 30)
