@@ -4,7 +4,8 @@ What it covers: the agent providers (`GET /api/native/providers`, one: the hub's
 the AI gateway), the enabled skills with the operations their SKILL.md declares
 (`GET /api/native/skills`), running one operation (`POST /api/native/skills/run`), and the
 agent itself (`POST /api/native/agent`, streamed), which answers with the enabled skills'
-instructions in front of the model.
+instructions in front of the model and, like `/api/ai/chat`, the person's own messages as
+numbered sources.
 
 A skill here is what `/api/workspace/skills` stores (store.skills): SKILL.md text whose front
 matter may declare `operations`, a list of `{name, description?, prompt?}` (or a mapping of
@@ -27,8 +28,9 @@ from pydantic import AliasChoices, Field, model_validator
 from starlette.requests import Request
 from starlette.routing import Route
 
-from ai import wire
+from ai import grounding, wire
 from ai.gateway import ChatStream, gateway_of, ready_gateway
+from ai.search import Scope
 from ai.types import AIError, ChatRequest
 from api.auth import Principal, hub_of
 from api.endpoint import endpoint
@@ -108,6 +110,8 @@ class AgentBody(Body):
     skill_ids: list[str] | None = Field(default=None, alias="skillIds", max_length=200)
     model: str | None = Field(default=None, max_length=200)
     stream: bool = True
+    grounded: bool = True  # the person's own messages as numbered sources, as /api/ai/chat does
+    sources_limit: int = Field(default=8, alias="sourcesLimit", ge=1, le=30)
 
     @model_validator(mode="after")
     def _prompt(self) -> "AgentBody":
@@ -196,11 +200,11 @@ def agent_messages(skills: list[dict[str, Any]], body: AgentBody) -> list[dict[s
     return [{"role": "system", "content": "".join(parts)}, *history, {"role": "user", "content": body.prompt}]
 
 
-async def _agent_events(stream: ChatStream, skills: list[str]) -> AsyncIterator[bytes]:
-    """openloomi's agent stream: `{type: text}` pieces, then `{type: result}` with the whole
-    answer and usage; a failure is `{type: error}`."""
+async def _agent_events(stream: ChatStream, skills: list[str], sources: list[dict[str, Any]]) -> AsyncIterator[bytes]:
+    """openloomi's agent stream: `init` (model, skills, sources), `{type: text}` pieces, then
+    `{type: result}` with the whole answer and usage; a failure is `{type: error}`."""
     texts: list[str] = []
-    yield wire.sse({"type": "init", "agent": AGENT, "model": stream.target.model, "skills": skills})
+    yield wire.sse({"type": "init", "agent": AGENT, "model": stream.target.model, "skills": skills, "sources": sources})
     try:
         async with contextlib.aclosing(stream.__aiter__()) as chunks:
             async for chunk in chunks:
@@ -230,15 +234,20 @@ async def agent(request: Request, user: Principal, body: AgentBody):
         skills = [r for r in skills if r["id"] in wanted]
     gateway = await ready_gateway(hub_of(request))
     gateway.targets("chat", body.model or None)
-    chat = ChatRequest(body.model or "", agent_messages(skills, body), body.stream)
+    messages = agent_messages(skills, body)
+    sources: list[dict[str, Any]] = []
+    if body.grounded:
+        sources = await grounding.ground(hub_of(request).engine, user.id, messages, Scope(), body.sources_limit)
+        messages = grounding.with_context(messages, sources)
+    chat = ChatRequest(body.model or "", messages, body.stream)
     names = [r["name"] for r in skills]
     if body.stream:
         stream = await wire.unless_disconnected(request, gateway_of(hub_of(request)).open_chat_stream(user.id, chat, "native agent"))
-        return wire.event_stream(_agent_events(stream, names))
+        return wire.event_stream(_agent_events(stream, names, sources))
     result = await wire.unless_disconnected(request, gateway.chat(user.id, chat, "native agent"))
     choice = result.choices[0] if result.choices else {}
-    return {"content": str((choice.get("message") or {}).get("content") or ""), "skills": names, "model": result.model,
-            "usage": result.usage.openai()}
+    return {"content": str((choice.get("message") or {}).get("content") or ""), "skills": names, "sources": sources,
+            "model": result.model, "usage": result.usage.openai()}
 
 
 routes = [

@@ -173,3 +173,23 @@ async def test_other_peoples_skills_are_never_visible(hub: Any, client: httpx.As
     for r in (by_id, by_name, agent):
         assert r.status_code == 404 and r.json()["code"] == "skill_not_found"
     assert plain.status_code == 200 and plain.json()["skills"] == [] and "Translator" not in sent[0]["content"]
+
+
+async def test_the_agent_is_grounded_in_the_persons_own_messages(hub: Any, client: httpx.AsyncClient) -> None:
+    from tests.ai.test_grounding import add_account, add_message, index_all
+
+    me, them = await register(client), await register(client)
+    mine = await add_message(hub, me["user"]["id"], await add_account(hub, me["user"]["id"]), "The Falcon launch review is on Thursday at 10")
+    theirs = await add_message(hub, them["user"]["id"], await add_account(hub, them["user"]["id"]), "Falcon launch codes are 4-4-2")
+    await index_all(hub)
+    async with FakeUpstream().serve() as fake, gateway_with(hub, [provider_for(fake, default_model="fake-chat")]):
+        r = await client.post("/api/native/agent", headers=me["headers"], json={"prompt": "When is the Falcon launch review?", "stream": False})
+        sent = fake.requests[-1]["body"]["messages"]
+        off = await client.post("/api/native/agent", headers=me["headers"], json={"prompt": "When is the Falcon launch review?", "stream": False, "grounded": False})
+        sent_off = fake.requests[-1]["body"]["messages"]
+    assert r.status_code == 200, r.text
+    ids = [s["id"] for s in r.json()["sources"]]
+    assert mine in ids and theirs not in ids
+    assert sent[1]["role"] == "system" and "[1]" in sent[1]["content"] and "Thursday at 10" in sent[1]["content"]
+    assert "4-4-2" not in json.dumps(sent)
+    assert off.json()["sources"] == [] and [m["role"] for m in sent_off] == ["system", "user"]
