@@ -44,6 +44,3 @@ async def usage(conn: AsyncConnection, user_id: str) -> dict[str, tuple[int, int
     )
     return {source: (int(count), int(size)) for source, count, size in rows}
 
-
-async def ids(conn: AsyncConnection, user_id: str) -> set[str]:
-    return set((await conn.execute(sa.select(files.c.id).where(files.c.user_id == user_id))).scalars())
