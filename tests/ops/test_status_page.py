@@ -11,7 +11,7 @@ from bs4 import BeautifulSoup
 from loomi.hub import Hub
 from tests.conftest import register
 from tests.ops.helpers import add_account, ingest_all, queue_updates
-from workers import keys
+from workers import keys, metrics
 
 
 def accounts_on(page: str) -> dict[str, dict[str, str]]:
@@ -46,6 +46,9 @@ async def test_each_person_sees_only_their_accounts(hub: Hub, client: httpx.Asyn
     assert soup.select_one("#messages-last-hour").text == "4"
     bars = soup.select("#ingest-chart rect.bar")
     assert len(bars) == 60 and sum(int(b["data-count"]) for b in bars) == 4
+    buckets = [key async for key in hub.redis.scan_iter(match=metrics.MINUTE_PREFIX + "*")]
+    ttls = [await hub.redis.ttl(key) for key in buckets]
+    assert ttls and all(0 < ttl <= metrics.MINUTE_KEEP_SECONDS for ttl in ttls)  # the buckets go away by themselves
     assert not soup.select("script") and not soup.select("link[rel=stylesheet]")
 
     other = await client.get("/status", headers=bob["headers"])
