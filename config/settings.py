@@ -225,6 +225,14 @@ def secret_key(settings: Settings) -> str:
     return path.read_text().strip()
 
 
+OLD_KEYS_FILE = "old_secret_keys"  # LOOMI_HOME/old_secret_keys: generated keys `loomi keys rotate --new-key` replaced
+
+
 def old_secret_keys(settings: Settings) -> list[str]:
+    """LOOMI_OLD_SECRET_KEYS, then the replaced generated keys kept in LOOMI_HOME (one a line)."""
     raw = settings.old_secret_keys.get_secret_value() if settings.old_secret_keys else ""
-    return [key.strip() for key in raw.split(",") if key.strip()]
+    keys = [key.strip() for key in raw.split(",") if key.strip()]
+    path = settings.home / OLD_KEYS_FILE
+    if settings.secret_key is None and path.exists():
+        keys += [line.strip() for line in path.read_text().splitlines() if line.strip() and line.strip() not in keys]
+    return keys

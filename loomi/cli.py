@@ -1,4 +1,4 @@
-"""The `loomi` command: serve, worker, migrate, login."""
+"""The `loomi` command: serve, worker, migrate, login, keys rotate, ..."""
 
 from __future__ import annotations
 
@@ -33,6 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     again = dlq_sub.add_parser("replay", help="queue dead-lettered events for ingest again")
     again.add_argument("--limit", type=int, default=1000, help="at most this many, oldest first")
     sub.add_parser("status", help="accounts, listener states, workers, queue depth and dead letters, as a table")
+    keys = sub.add_parser("keys", help="the secret key: re-seal stored credentials under a new one")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    rotating = keys_sub.add_parser("rotate", help="re-seal every stored credential under the current key (safe while the hub runs)")
+    rotating.add_argument("--new-key", action="store_true", help="first replace the key generated in LOOMI_HOME, keeping the old one")
+    rotating.add_argument("--batch", type=int, default=100, help="rows per transaction (default 100)")
+    rotating.add_argument("--limit", type=int, help="re-seal at most this many accounts now; run again to go on")
     backfilling = sub.add_parser("backfill", help="fetch one account's history now, with a progress bar per chat")
     backfilling.add_argument("account", help="the account id (see loomi status)")
     backfilling.add_argument("--mode", choices=["history", "gaps"], default="history", help="history: page back from the saved cursor; gaps: what is newer than the newest stored message")
@@ -116,6 +122,23 @@ async def _status(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _keys(settings: Settings, args: argparse.Namespace) -> int:
+    from loomi.keys import new_home_key, rotate
+    from loomi.runtime import open_local_hub
+
+    if args.new_key:
+        try:
+            new_home_key(settings)
+        except ValueError as err:
+            print(f"loomi keys rotate: {err}", file=sys.stderr)
+            return 2
+        print("a new key is in LOOMI_HOME/secret_key; the old one is kept in LOOMI_HOME/old_secret_keys")
+    async with open_local_hub(settings) as hub:
+        report = await rotate(hub, max(1, args.batch), args.limit)
+    print("\n".join(report.lines()))
+    return 1 if report.unreadable or (report.remaining and args.limit is None) else 0
+
+
 async def _import(settings: Settings, args: argparse.Namespace) -> int:
     from imports.command import run_import
     from loomi.runtime import open_local_hub
@@ -166,6 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(_dlq(settings, args))
     elif args.command in ("status", "backfill"):
         return asyncio.run(_status(settings, args))
+    elif args.command == "keys":
+        return asyncio.run(_keys(settings, args))
     elif args.command == "import":
         return asyncio.run(_import(settings, args))
     return 0

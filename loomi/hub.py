@@ -40,7 +40,8 @@ class Hub:
             settings=settings,
             engine=create_engine(settings.database),
             redis=Redis.from_url(url, decode_responses=False),
-            vault=Vault(secret, old),
+            # a key generated into LOOMI_HOME may be replaced while we run (loomi keys rotate --new-key)
+            vault=Vault(secret, old, reload=None if settings.secret_key else lambda: (secret_key(settings), old_secret_keys(settings))),
             tokens=TokenService(secret, old, ttl_seconds=settings.token_ttl_days * 86400),
         )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+from typing import Callable
 
 import orjson
 from cryptography.hazmat.primitives import hashes
@@ -34,9 +35,18 @@ def _key_id(key: bytes) -> str:
 
 
 class Vault:
-    def __init__(self, secret: str, old_secrets: list[str] | None = None) -> None:
-        keys = [_derive(s) for s in [secret, *(old_secrets or [])]]
-        remember_secrets([secret, *(old_secrets or [])])
+    def __init__(
+        self, secret: str, old_secrets: list[str] | None = None, reload: Callable[[], tuple[str, list[str]]] | None = None
+    ) -> None:
+        """`reload` gives the keys again (secret, old secrets) when a ciphertext names a key id this
+        Vault does not know: a key generated into LOOMI_HOME was replaced (`loomi keys rotate
+        --new-key`) while this process ran, and it picks the new one up instead of failing."""
+        self._reload = reload
+        self._use(secret, old_secrets or [])
+
+    def _use(self, secret: str, old_secrets: list[str]) -> None:
+        keys = [_derive(s) for s in [secret, *old_secrets]]
+        remember_secrets([secret, *old_secrets])
         self.current_kid = _key_id(keys[0])
         self._keys = {_key_id(k): AESGCM(k) for k in keys}
 
@@ -48,6 +58,8 @@ class Vault:
 
     def decrypt(self, token: str, bound_to: str) -> dict:
         kid, _, body = token.partition(".")
+        if kid not in self._keys and self._reload is not None:
+            self._use(*self._reload())
         aead = self._keys.get(kid)
         if aead is None:
             raise CredentialError(f"credentials were sealed with unknown key {kid}")
