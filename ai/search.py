@@ -56,6 +56,19 @@ class Scope:
             where.append(m.c.sent_at >= self.since)
         return where
 
+    def matches(self, row: Any, user_id: str) -> bool:
+        """`filters` for one fetched row (its user_id, deleted_at, chat_id, platform, account_id,
+        sent_at): candidates from the vector index are fetched by primary key alone, because a
+        `user_id = ?` beside `id IN (…)` lets SQLite pick the owner index and read every message."""
+        return (
+            row.user_id == user_id
+            and row.deleted_at is None
+            and (self.chat_id is None or row.chat_id == self.chat_id)
+            and (self.platform is None or row.platform == self.platform)
+            and (self.account_id is None or row.account_id == self.account_id)
+            and (self.since is None or row.sent_at >= self.since)
+        )
+
 
 def terms(query: str) -> list[str]:
     seen: list[str] = []
@@ -114,9 +127,12 @@ async def vector_search(
         found = [(mid, s) for mid, s in await asyncio.to_thread(index.search, query_vector, k) if s >= MIN_VECTOR_SCORE]
         if not found:
             return []
-        allowed = {row.id for row in await conn.execute(
-            sa.select(messages.c.id).where(messages.c.id.in_([mid for mid, _ in found]), *scope.filters(user_id))
-        )}
+        m = messages
+        fetched = await conn.execute(
+            sa.select(m.c.id, m.c.user_id, m.c.deleted_at, m.c.chat_id, m.c.platform, m.c.account_id, m.c.sent_at)
+            .where(m.c.id.in_([mid for mid, _ in found]))
+        )
+        allowed = {row.id for row in fetched if scope.matches(row, user_id)}
         hits = [(mid, s) for mid, s in found if mid in allowed]
         if len(hits) >= limit or len(found) < k or k >= index.live:
             return hits[:limit]
@@ -179,6 +195,6 @@ async def hybrid_search(conn: AsyncConnection, user_id: str, query: str, scope: 
     if not fused:
         return []
     m = messages
-    rows = await conn.execute(sa.select(m).where(m.c.id.in_([mid for mid, _ in fused]), m.c.user_id == user_id))
-    by_id = {row.id: dict(row._mapping) for row in rows}
+    rows = await conn.execute(sa.select(m).where(m.c.id.in_([mid for mid, _ in fused])))  # by primary key alone (Scope.matches)
+    by_id = {row.id: dict(row._mapping) for row in rows if row.user_id == user_id}
     return [{**by_id[mid], "score": score} for mid, score in fused if mid in by_id]

@@ -78,12 +78,12 @@ async def search(conn: AsyncConnection, registry: ann.Registry, user_id: str, qu
         return []
     c, d = rag_chunks, rag_documents
     rows = await conn.execute(
-        sa.select(c.c.id, c.c.document_id, c.c.position, c.c.heading, c.c.text, c.c.start_char,
+        sa.select(c.c.id, c.c.user_id, c.c.document_id, c.c.position, c.c.heading, c.c.text, c.c.start_char,
                   d.c.name, d.c.content_type, d.c.status)
         .select_from(c.join(d, d.c.id == c.c.document_id))
-        .where(c.c.id.in_([cid for cid, _ in fused]), c.c.user_id == user_id)
-    )
-    by_id = {row.id: row for row in rows}
+        .where(c.c.id.in_([cid for cid, _ in fused]))  # by primary key alone: with `user_id = ?` beside
+    )  # it SQLite reads every chunk of the person through the owner index (80 ms at 3k chunks)
+    by_id = {row.id: row for row in rows if row.user_id == user_id}  # both rankings were the person's already
     k_rank = {cid: i for i, cid in enumerate(by_keyword, start=1)}
     v_rank = {cid: (i, s) for i, (cid, s) in enumerate(by_vector, start=1)}
     out = []
