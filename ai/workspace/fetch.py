@@ -11,7 +11,8 @@ followed by hand, at most MAX_REDIRECTS, each hop checked the same way. The whol
 deadline and the body is read up to a byte limit.
 
 `allow` lists networks let through anyway (LOOMI_PREVIEW_ALLOW_NETWORKS: tests, intranets);
-`resolve` can be replaced (tests point names at loopback servers without any DNS).
+`resolve` can be replaced (tests point names at loopback servers without any DNS), and
+`verify` (tests trust their own certificate authority).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import ssl
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Iterable
 from urllib.parse import urljoin, urlsplit
@@ -142,6 +144,7 @@ async def fetch(
     timeout: float,
     allow: list[Network] | None = None,
     resolve: Resolver = system_resolve,
+    verify: ssl.SSLContext | bool = True,
 ) -> Page:
     """GET a public page (following checked redirects); Refused or FetchFailed otherwise."""
     allow = allow or []
@@ -149,7 +152,7 @@ async def fetch(
         async with asyncio.timeout(timeout):
             # The transport itself, not a client: a client parses every Location header (and fails
             # on forms such as `0177.0.0.1`) before we could check it ourselves.
-            async with httpx.AsyncHTTPTransport(retries=0) as transport:
+            async with httpx.AsyncHTTPTransport(retries=0, verify=verify, trust_env=False) as transport:
                 for _hop in range(MAX_REDIRECTS + 1):
                     page, location = await _one(transport, url, max_bytes, timeout, allow, resolve)
                     if location is None:

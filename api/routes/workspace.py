@@ -198,7 +198,8 @@ async def external_preview(request: Request, user: Principal, query: ExternalQue
     resolver = getattr(request.app.state, "preview_resolver", None) or fetch.system_resolve  # tests replace it
     try:
         page = await fetch.fetch(query.url, max_bytes=settings.preview_max_bytes, timeout=settings.preview_timeout_seconds,
-                                 allow=allow, resolve=resolver)
+                                 allow=allow, resolve=resolver,
+                                 verify=getattr(request.app.state, "preview_ssl_context", None) or True)  # tests: their own CA
     except fetch.Refused as err:
         raise bad_request("URL not allowed", "url_not_allowed", str(err)) from None
     except fetch.FetchFailed as err:

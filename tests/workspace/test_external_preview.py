@@ -203,3 +203,37 @@ async def test_bad_input_and_login(client: httpx.AsyncClient, user: dict[str, An
     assert_seed_400(await client.get("/api/workspace/external-preview", headers=user["headers"]))
     assert_seed_400(await preview(client, user, "http://x/" + "a" * 2100))
     assert (await client.get("/api/workspace/external-preview", params={"url": "http://public.test/"})).status_code == 401
+
+
+@pytest.mark.parametrize(("cert_name", "ok"), [("public.test", True), ("someone-else.test", False)])
+async def test_https_to_the_pinned_address_checks_the_certificate_against_the_name(
+    server: Any, client: httpx.AsyncClient, user: dict[str, Any], resolver: Resolver, allow_test_server: None, cert_name: str, ok: bool
+) -> None:
+    """The connection goes to the checked address, yet TLS (SNI and the certificate check) uses
+    the URL's name: a certificate for another name is refused, not skipped."""
+    from tests.workspace.certs import TestCA
+
+    ca = TestCA()
+    app = web.Application()
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(body=PAGE, content_type="text/html")
+
+    app.router.add_get("/page", page)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.2", 0, ssl_context=ca.server_context(cert_name))
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    server.server.config.app.state.preview_ssl_context = ca.client_context()
+    try:
+        r = await preview(client, user, f"https://public.test:{port}/page")
+        if ok:
+            assert r.status_code == 200, r.text
+            assert r.json()["preview"]["title"] == "Release 2.0"
+        else:
+            assert r.status_code == 502 and r.json()["code"] == "fetch_failed", r.text
+            assert "ConnectError" in r.json()["cause"]  # the TLS handshake failed on the name
+    finally:
+        server.server.config.app.state.preview_ssl_context = None
+        await runner.cleanup()
