@@ -152,7 +152,3 @@ async def installed(hub: Any, gateway: Any) -> AsyncIterator[Any]:
             hub.extras.pop("ai.gateway", None)
         else:
             hub.extras["ai.gateway"] = saved
-
-
-def as_dict(items: list[Any]) -> dict[str, Any]:
-    return {item.id: item for item in items}
