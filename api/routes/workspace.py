@@ -45,6 +45,7 @@ MAX_UPLOAD_BYTES = 10 << 20  # one skill upload (zip or SKILL.md) as sent
 PREVIEW_READ = 512 << 10  # most bytes of a workspace file a preview reads
 ARTIFACTS = "artifacts"
 SAFE_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"}
+_quota_locks: dict[str, asyncio.Lock] = {}  # per person, in this process
 
 
 def root(request: Request, user: Principal) -> Path:
@@ -149,11 +150,12 @@ async def put_file(request: Request, user: Principal):
     parts = _path_parts(request)
     data = await _put_body(request)
     folder = root(request, user)
-    used, _count = await asyncio.to_thread(ws.used_bytes, folder)
-    quota = hub.settings.user_quota_bytes
-    if used + len(data) > quota:
-        raise ApiError(413, "Storage quota exceeded", "quota_exceeded", f"{used} of {quota} bytes used (LOOMI_USER_QUOTA_BYTES)")
-    await _run(ws.write_file, folder, parts, data)
+    async with _quota_locks.setdefault(user.id, asyncio.Lock()):  # two writes at once must not share the same room
+        used, _count = await asyncio.to_thread(ws.used_bytes, folder)
+        quota = hub.settings.user_quota_bytes
+        if used + len(data) > quota:
+            raise ApiError(413, "Storage quota exceeded", "quota_exceeded", f"{used} of {quota} bytes used (LOOMI_USER_QUOTA_BYTES)")
+        await _run(ws.write_file, folder, parts, data)
     info = await _run(ws.stat_file, folder, parts)
     return {"success": True, "file": entry_json("/".join(parts), info)}
 
