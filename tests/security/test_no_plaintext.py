@@ -14,7 +14,6 @@ platform's connect route) are searched for what was sent.
 from __future__ import annotations
 
 import asyncio
-import re
 import secrets
 from pathlib import Path
 from typing import Any
@@ -24,24 +23,10 @@ import sqlalchemy as sa
 from store import accounts as account_store
 from store.schema import metadata
 from tests.conformance.test_conformance import DRIVERS
+from tests.security.secrets_used import SECRET_FIELD, settings_secrets, values as _values
 from tests.e2e.harness import e2e_env, fresh_database, running_hub
 from tests.test_logs import captured_debug_log
 from tests.waiting import eventually
-
-SECRET_SETTING = re.compile(r"SECRET|TOKEN|PASSWORD|_KEY$|APP_KEY|API_KEY")
-MIN_LEN = 8  # shorter values (ids, numbers) would match by chance
-# credential fields that are secret (the rest are ids, names, paths and URLs the API shows anyway)
-SECRET_FIELD = re.compile(r"token|secret|session|password|passwd|key|cookie|auth|credential|ticket", re.I)
-
-
-def _values(data: Any, secret: bool = False) -> list[str]:
-    """The secret values in a credentials dict: leaves under a field whose name says secret."""
-    if isinstance(data, dict):
-        return [v for k, item in data.items() for v in _values(item, secret or bool(SECRET_FIELD.search(str(k))))]
-    if isinstance(data, list):
-        return [v for item in data for v in _values(item, secret)]
-    return [str(data)] if secret and isinstance(data, (str, int)) and len(str(data)) >= MIN_LEN else []
-
 
 async def _dump_database(hub: Any) -> str:
     """Every text and JSON value of every table, as one string (plus where it came from)."""
@@ -81,7 +66,7 @@ async def test_no_credential_in_database_log_or_error_body(backend: str, tmp_pat
                     # iMessage holds no secret (a path to the Mac's own chat.db); Discord's is the app's bot
                     # token (a setting, searched below); every other platform seals one per account
                     assert {p for p, v in sealed.items() if not v} <= {"imessage", "discord"}, sealed
-                    settings = [v for k, v in extra.items() if SECRET_SETTING.search(k) and len(v) >= MIN_LEN and "://" not in v]  # not *_TOKEN_URL
+                    settings = settings_secrets(extra)
                     token = headers["Authorization"].split(" ", 1)[1]
                     wanted = {v for vs in sealed.values() for v in vs} | set(settings) | {key, token, "e2e password 1"}
                     # ids the platform gives (team, bot user) are not secret; keep only what is
