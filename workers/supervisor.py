@@ -258,6 +258,8 @@ class Supervisor:
             log.info("holding %d listeners, fair share %d: handing %d over", len(self.running), share, len(surplus))
             for account_id in surplus:
                 await self._stop(account_id, release=True)
+                if not account_id.startswith("app:"):  # say so, until the next holder reports
+                    await write_status(self.hub, account_id, AccountState.CONNECTING, "handed over to another worker", "")
             return
         free = await self._unheld([a for a in wanted if a not in self.running and self._listens_here(a)])
         random.shuffle(free)  # workers scanning at once try different accounts first
