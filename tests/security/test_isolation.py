@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 import httpx
-import pytest
+import sqlalchemy as sa
 
 from store import accounts as account_store
 from store.model import AccountSpec
+from store.schema import messages
 from tests.conftest import register
 from tests.insights.test_brief import insert_insight
 from tests.security.routes import params, walk
@@ -192,13 +193,24 @@ async def test_ids_in_bodies_and_queries_are_404_or_empty(client: httpx.AsyncCli
     assert saved.status_code == 404 and o.marker not in saved.text, saved.text
     with_character = await client.post("/api/chat", headers=h, json={"characterId": o.values["characterId"]})
     assert with_character.status_code == 404 and o.marker not in with_character.text, with_character.text
+    send = await client.post("/api/messages", headers=h, json={"accountId": o.values["account_id"], "chatId": "C1", "text": "as A?"})
+    assert send.status_code == 404 and o.marker not in send.text, send.text  # nothing sent through A's account
     category = await client.post("/api/insights/brief-categories/pinned", headers=h, json={"insightId": o.values["insightId"]})
     assert o.marker not in category.text and category.status_code in (200, 404), category.text
+    synced = await client.post("/api/insights/brief-categories/sync", headers=h, json={"insightIds": [o.values["insightId"]]})
+    assert o.marker not in synced.text and synced.status_code in (200, 404), synced.text
+    reordered = await client.post("/api/insight-tabs/reorder", headers=h, json={"tabIds": [o.values["tabId"]]})
+    assert o.marker not in reordered.text and reordered.status_code in (200, 400, 404), reordered.text
+    preview = await client.post("/api/insight-tabs/preview", headers=h, json={"filter": {"match": "all", "conditions": [{"kind": "mentions_me", "values": []}]}})
+    assert preview.status_code == 200 and o.marker not in preview.text, preview.text
     for path, query in [("/api/messages", {"accountId": o.values["account_id"]}), ("/api/chat-insights", {"chatId": o.insight_chat}),
                         ("/api/rag/search", {"query": o.marker}), ("/api/messages", {"q": o.marker})]:
         r = await client.get(path, headers=h, params=query)
         shown = r.text.replace(f'"{o.marker}"', "")  # the query echoed back is not a leak
         assert r.status_code in (200, 404) and o.marker not in shown, f"{path} {query}: {r.status_code} {r.text[:200]}"
+    async with hub.engine.connect() as conn:
+        sent = (await conn.execute(sa.select(sa.func.count()).select_from(messages).where(messages.c.account_id == o.values["account_id"]))).scalar_one()
+    assert sent == 0
     mine = await client.get("/api/rag/search", headers=a["headers"], params={"query": o.marker})
     assert mine.status_code == 200 and o.marker in mine.text  # the search that found nothing for B does find it for A
     assert (await _snapshot(client, a, o)) == before
