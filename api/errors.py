@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api.responses import json
+from store.crypto import CredentialError
 
 log = logging.getLogger("loomi.api")
 
@@ -106,4 +107,14 @@ async def server_error(request: Request, exc: Exception) -> Response:
     return render(request, ApiError(500, "Internal server error", "internal"))
 
 
-HANDLERS = {ApiError: api_error, HTTPException: http_error, Exception: server_error}
+async def credentials_unreadable(request: Request, exc: Exception) -> Response:
+    """Stored credentials no listed key opens: the operator dropped a key `loomi keys rotate`
+    had not finished with. Say so, rather than a bare 500."""
+    log.error("%s %s: %s", request.method, request.url.path, exc)
+    return render(request, ApiError(
+        503, "Stored credentials cannot be opened", "credentials_unreadable",
+        "they were sealed with a key this hub no longer lists: add it back to LOOMI_OLD_SECRET_KEYS "
+        "and run `loomi keys rotate`, or reconnect the account"))
+
+
+HANDLERS = {ApiError: api_error, HTTPException: http_error, CredentialError: credentials_unreadable, Exception: server_error}

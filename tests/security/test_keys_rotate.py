@@ -186,3 +186,91 @@ async def test_new_key_replaces_a_generated_key_and_running_processes_follow(bac
             assert refused == 2 and "LOOMI_OLD_SECRET_KEYS" in out  # an operator's key is the operator's to change
         finally:
             await running.close()
+
+
+async def test_one_command_hub_rotates_its_generated_key_while_serving(tmp_path: Path) -> None:
+    """The laptop path: `loomi serve` (embedded Redis, SQLite, the key it generated) ingests
+    from a Telegram bot while `loomi keys rotate --new-key` runs beside it (adopting the same
+    embedded Redis). Messages keep landing; afterwards the serving process sends through the
+    re-sealed account (its worker opens the new ciphertext: the Vault re-read the key files)
+    and the owner's token from before still works (the old key stays listed)."""
+    import base64
+
+    import httpx
+
+    from tests.conftest import free_port
+
+    bot = "525252:AARotateServeTokenForTheLoopbackFake"
+    async with FakeTelegram() as fake:
+        fake.add_bot(bot, 525252, "serve_rotate_bot")
+        home = tmp_path / "home"
+        env = {"PATH": os.environ["PATH"], "LOOMI_HOME": str(home), "LOOMI_PORT": str(free_port()),
+               "LOOMI_TELEGRAM_BASE_URL": fake.base_url, "LOOMI_SCAN_SECONDS": "0.2", "LOOMI_LOG_LEVEL": "warning"}
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "loomi.cli", "serve", cwd=ROOT, env=env,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+        try:
+            assert proc.stdout is not None
+            line = ""
+            while "listening on" not in line:
+                line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+                assert line, "serve exited before listening"
+            url = line.strip().rsplit(" ", 1)[-1]
+            headers = {"Authorization": "Bearer " + base64.b64decode((home / "token").read_text()).decode()}
+            old = (home / "secret_key").read_text().strip()
+            async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+                r = await http.post("/api/telegram/listener/init", json={"botToken": bot}, headers=headers)
+                assert r.status_code == 200, r.text
+                account_id = r.json()["account"]["id"]
+                sent = [fake.post_message(bot, 9, {"id": 9, "first_name": "Bo"}, "before")]
+                rotating = asyncio.create_task(run_cli(env, "keys", "rotate", "--new-key"))
+                while not rotating.done():
+                    sent.append(fake.post_message(bot, 9, {"id": 9, "first_name": "Bo"}, f"during {len(sent)}"))
+                    await asyncio.sleep(0.1)
+                code, out = rotating.result()
+                assert code == 0 and "accounts re-sealed: 1" in out, out
+                new = (home / "secret_key").read_text().strip()
+                assert new != old and (home / "old_secret_keys").read_text().split() == [old]
+
+                async def stored() -> list[dict[str, Any]] | None:
+                    got = (await http.get("/api/messages", headers=headers, params={"limit": 500})).json()["messages"]
+                    return got if len(got) >= len(sent) else None
+
+                got = await eventually(stored, what="every message stored", timeout=60)
+                assert sorted(int(m["nativeId"]) for m in got if m["direction"] == "inbound") == sorted(sent)
+                r = await http.post("/api/messages", json={"accountId": account_id, "chatId": "9", "text": "after rotating"}, headers=headers)
+                assert r.status_code == 201, r.text
+                await eventually(lambda: _async_true(any(m.get("text") == "after rotating" for m in fake.sent_messages)),
+                                 what="the serving process sent through the re-sealed account")
+        finally:
+            proc.send_signal(2)
+            assert await asyncio.wait_for(proc.wait(), 30) == 0
+        settings = load_settings({"LOOMI_HOME": str(home)})
+        hub = await Hub.open(settings, redis_url="redis://127.0.0.1:1/0")  # the database only; Redis is not used
+        try:
+            assert {c.split(".")[0] for _, c in await ciphertexts(hub)} == {kid(new)}
+        finally:
+            await hub.close()
+
+
+async def _async_true(value: bool) -> bool:
+    return value
+
+
+async def test_credentials_no_listed_key_opens_are_a_clear_503_and_can_be_disconnected(client: Any, hub: Hub) -> None:
+    """An old key dropped too early: sending through the account says what happened (503
+    credentials_unreadable, never a bare 500), and the account can still be disconnected."""
+    from tests.conftest import register
+
+    user = await register(client)
+    async with hub.engine.begin() as conn:
+        row = await account_store.upsert_account(conn, hub.vault, user["user"]["id"], "slack", AccountSpec(
+            external_id="T" + secrets.token_hex(4), name="lost key", credentials={"token": "xoxb-lost"}))
+        lost = Vault("a-key-nobody-lists-" + secrets.token_hex(8)).encrypt({"token": "xoxb-lost"}, bound_to=row["id"])
+        await conn.execute(accounts.update().where(accounts.c.id == row["id"]).values(credentials=lost))
+    r = await client.post("/api/messages", headers=user["headers"], json={"accountId": row["id"], "chatId": "C1", "text": "hi"})
+    assert r.status_code == 503 and r.json()["code"] == "credentials_unreadable", r.text
+    assert "xoxb-lost" not in r.text
+    gone = await client.delete(f"/api/integrations/accounts/{row['id']}", headers=user["headers"])
+    assert gone.status_code == 200, gone.text
+    report = await rotate(hub)
+    assert report.unreadable == 0  # disconnecting forgot the unreadable credentials
