@@ -32,7 +32,7 @@ __all__ = [
     "Account", "AccountSpec", "AccountState", "AppListenContext", "AppListener", "Attachment",
     "Backfiller", "Change", "ChangeKind", "ChatInfo", "ChatType", "Connector", "CredentialSetup",
     "Disconnecter", "Envelope", "ListenContext", "LocalListener", "LoginFlow", "LoginStep", "Message", "NeedsReauth",
-    "NotConfigured", "OAuthSetup", "Outbound", "Page", "RateLimited", "Reaction", "Sent",
+    "NotConfigured", "OAuthSetup", "PlatformUnavailable", "Outbound", "Page", "RateLimited", "Reaction", "Sent",
     "SetupContext", "WebhookEvent", "WebhookReceiver", "WebhookRejected", "WebhookReply",
     "WebhookRequest", "WebhookVerifier",
 ]
@@ -68,6 +68,11 @@ class Page:
 
 class NeedsReauth(Exception):
     """The platform rejected the credentials: stop retrying until the person reconnects."""
+
+
+class PlatformUnavailable(Exception):
+    """The platform could not be reached (DNS, connection refused, timeout): the API answers 502
+    `platform_unreachable`; a listener raising it is retried with backoff like any failure."""
 
 
 class NotConfigured(Exception):

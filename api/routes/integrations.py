@@ -39,6 +39,7 @@ from connectors.base import (
     NeedsReauth,
     NotConfigured,
     OAuthSetup,
+    PlatformUnavailable,
     RateLimited,
     SetupContext,
     WebhookReceiver,
@@ -244,7 +245,7 @@ def platform_refusals(platform: str) -> Iterator[None]:
         raise ApiError(429, f"{platform} is rate limiting us", "rate_limited", f"retry after {err.retry_after:.0f} s") from None
     except ValueError as err:
         raise bad_request(str(err), "invalid_input") from None
-    except (httpx.TransportError, aiohttp.ClientConnectionError, ConnectionError, TimeoutError) as err:
+    except (PlatformUnavailable, httpx.TransportError, aiohttp.ClientConnectionError, ConnectionError, TimeoutError) as err:
         raise ApiError(502, f"{platform} could not be reached", "platform_unreachable", type(err).__name__) from None
 
 

@@ -6,11 +6,11 @@ import re
 import secrets
 from typing import Any
 
-from telegram.error import InvalidToken, RetryAfter
+from telegram.error import InvalidToken, NetworkError, RetryAfter
 from telegram.request import HTTPXRequest
 
 from config.settings import PlatformSettings
-from connectors.base import AccountSpec, NeedsReauth, RateLimited, SetupContext
+from connectors.base import AccountSpec, NeedsReauth, PlatformUnavailable, RateLimited, SetupContext
 from connectors.telegram.client import make_bot, reauth, retry_seconds
 
 TOKEN = re.compile(r"\d+:[A-Za-z0-9_-]+")
@@ -39,6 +39,8 @@ async def connect(settings: PlatformSettings, fields: dict[str, Any], setup: Set
             raise reauth(exc) from None
         except RetryAfter as exc:
             raise RateLimited(retry_seconds(exc)) from None
+        except NetworkError as exc:  # InvalidToken and RetryAfter are caught above
+            raise PlatformUnavailable(f"Telegram could not be reached: {type(exc).__name__}") from None
     return AccountSpec(
         external_id=str(me.id),
         name=f"@{me.username}" if me.username else me.first_name,

@@ -204,3 +204,13 @@ async def test_redis_restart_mid_stream_loses_nothing(backend: str, tmp_path: Pa
                 assert len(got) == 150 and {m["nativeId"] for m in got} == {str(n) for n in sent}
     finally:
         redis.stop()
+
+
+async def test_listener_init_when_telegram_cannot_be_reached(backend: str, tmp_path: Path) -> None:
+    async with fresh_database(backend, tmp_path) as db:
+        env = e2e_env(backend, tmp_path, db, LOOMI_TELEGRAM_BASE_URL="http://127.0.0.1:1")
+        async with running_hub(env, worker=False) as hub:
+            headers = await hub.login()
+            r = await hub.client.post("/api/telegram/listener/init", json={"botToken": TOKEN}, headers=headers)
+            assert r.status_code == 502 and r.json()["code"] == "platform_unreachable", r.text
+            assert (await hub.client.get("/api/integrations/accounts", headers=headers)).json()["accounts"] == []

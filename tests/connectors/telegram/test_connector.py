@@ -171,3 +171,13 @@ def test_webhook_rejects_what_is_not_an_update(connector: TelegramConnector) -> 
     with pytest.raises(WebhookRejected) as err:
         connector.handle_webhook(no_secret)
     assert err.value.status == 401
+
+
+async def test_connect_when_telegram_cannot_be_reached() -> None:
+    """Nothing listens on port 1: a set-up call says the platform is unreachable (502), not 500."""
+    from config.settings import load_settings
+    from connectors.base import PlatformUnavailable
+
+    offline = TelegramConnector(load_settings({"LOOMI_TELEGRAM_BASE_URL": "http://127.0.0.1:1"}).platform("telegram"))
+    with pytest.raises(PlatformUnavailable):
+        await offline.connect({"botToken": TOKEN}, SETUP)
