@@ -124,10 +124,11 @@ def remember_secrets(credentials: Any) -> None:
 
 
 def redact(text: str) -> str:
-    text = _known.mask(text)
+    """Shapes first (they need the text's structure: a remembered value that happens to be a
+    key such as "password" must not hide the field the value sits in), then known values."""
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
-    return text
+    return _known.mask(text)
 
 
 class RedactSecrets(logging.Filter):

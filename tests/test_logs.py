@@ -274,3 +274,14 @@ def test_thousands_of_known_values_mask_whole_values_only() -> None:
     line = f"GET /x?y=1 sent {many[-1]} and {many[0]}tail, not {prefix_only}"
     masked = logs.redact(line)
     assert many[-1] not in masked and many[0] not in masked and prefix_only in masked and "tail" in masked
+
+
+def test_a_remembered_value_that_is_also_a_key_hides_no_field() -> None:
+    """Found by the full suite: once some credential's value was the word "password", masking
+    known values first turned `"password": "…"` into `"[redacted]": "…"` and the field's
+    value went out in clear. Shapes are masked first now."""
+    from loomi.logs import redact, remember_secrets
+
+    remember_secrets({"secret": "password"})
+    line = redact('{"password": "hunter2hunter2", "code": "invalid_input"}')
+    assert "hunter2hunter2" not in line and "invalid_input" in line
