@@ -89,7 +89,7 @@ class ChatBars:
 async def run_backfill(hub: Hub, account_id: str, mode: str, out: TextIO = sys.stderr) -> int:
     from workers.backfill import MAX_PAGES_PER_CHAT
 
-    result = await backfill_account(hub, account_id, mode, progress=ChatBars(out, MAX_PAGES_PER_CHAT))
+    result = await backfill_account(hub, account_id, mode, progress=ChatBars(out, MAX_PAGES_PER_CHAT), inline=True)
     if "skipped" in result:
         print(f"loomi backfill: {account_id}: {result['skipped']}", file=sys.stderr)
         return 1
