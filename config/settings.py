@@ -83,6 +83,7 @@ class Settings(BaseSettings):
     scan_seconds: float = Field(default=2.0, gt=0)
     ingest_batch: int = Field(default=500, ge=1, le=5000)
     ingest_claim_idle_ms: int = Field(default=30_000, ge=100)
+    inbound_shards: int = Field(default=4, ge=1, le=256)  # inbound streams; fixed per deployment (`loomi reshard`)
     ai_base_url: str | None = None
     ai_api_key: SecretStr | None = None
     ai_model: str | None = None

@@ -32,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--full", action="store_true", help="print whole payloads")
     again = dlq_sub.add_parser("replay", help="queue dead-lettered events for ingest again")
     again.add_argument("--limit", type=int, default=1000, help="at most this many, oldest first")
+    resharding = sub.add_parser("reshard", help="change the number of inbound streams (every worker stopped, queues empty)")
+    resharding.add_argument("shards", type=int, help="the new count; then set LOOMI_INBOUND_SHARDS to it on every machine")
     sub.add_parser("status", help="accounts, listener states, workers, queue depth and dead letters, as a table")
     keys = sub.add_parser("keys", help="the secret key: re-seal stored credentials under a new one")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
@@ -139,6 +141,22 @@ async def _keys(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if report.unreadable or (report.remaining and args.limit is None) else 0
 
 
+async def _reshard(settings: Settings, shards: int) -> int:
+    import time
+
+    from loomi.runtime import open_local_hub
+    from workers.sharding import ReshardRefused, reshard
+
+    async with open_local_hub(settings) as hub:
+        try:
+            carried = await reshard(hub.redis, shards, now_ms=int(time.time() * 1000))
+        except ReshardRefused as err:
+            print(f"loomi reshard: {err}", file=sys.stderr)
+            return 1
+    print(f"{shards} inbound shard(s); {carried} listener position(s) carried over. Set LOOMI_INBOUND_SHARDS={shards} on every machine.")
+    return 0
+
+
 async def _import(settings: Settings, args: argparse.Namespace) -> int:
     from imports.command import run_import
     from loomi.runtime import open_local_hub
@@ -191,6 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_status(settings, args))
     elif args.command == "keys":
         return asyncio.run(_keys(settings, args))
+    elif args.command == "reshard":
+        return asyncio.run(_reshard(settings, args.shards))
     elif args.command == "import":
         return asyncio.run(_import(settings, args))
     return 0

@@ -21,6 +21,7 @@ from loomi.embedded_redis import EmbeddedRedis
 from loomi.hub import Hub
 from loomi.owner import ensure_token_file, token_path
 from store.db import migrate
+from workers import sharding
 
 log = logging.getLogger("loomi")
 
@@ -78,6 +79,7 @@ async def open_local_hub(settings: Settings) -> AsyncIterator[Hub]:
         hub = await Hub.open(settings, redis_url)
         try:
             await require_redis_version(hub)
+            await sharding.agree(hub.redis, settings.inbound_shards)
             yield hub
         finally:
             await hub.close()

@@ -76,10 +76,11 @@ async def test_ingest_lag_without_xinfo_lag_field(backend: str, database_url: st
     hub = await Hub.open(load_settings(env))
     try:
         await hub.redis.flushdb()
-        await hub.redis.xgroup_create(keys.INBOUND_STREAM, keys.INGEST_GROUP, id="0", mkstream=True)
+        stream = keys.inbound_stream(1)
+        await hub.redis.xgroup_create(stream, keys.INGEST_GROUP, id="0", mkstream=True)
         for i in range(3):
-            await hub.redis.xadd(keys.INBOUND_STREAM, {"e": str(i)})
-        await hub.redis.xreadgroup(keys.INGEST_GROUP, "c1", {keys.INBOUND_STREAM: ">"}, count=1)
+            await hub.redis.xadd(stream, {"e": str(i)})
+        await hub.redis.xreadgroup(keys.INGEST_GROUP, "c1", {stream: ">"}, count=1)
         health = await ingest_health(hub)
         assert health["pending"] == 1 and health["lag"] == 2
     finally:

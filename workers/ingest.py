@@ -1,6 +1,7 @@
-"""Ingest: read the inbound stream in batches, normalize, write once, then ack.
+"""Ingest: read the inbound streams in batches, normalize, write once, then ack.
 
-Batches of up to 500 entries per XREADGROUP and one transaction per batch: one ARQ job per
+One XREADGROUP reads every shard (up to 500 entries each) and one transaction writes the
+batch: one ARQ job per
 message would cap the pipeline near 1.5k messages/s (notes/limits.md). Entries of a consumer
 that died are reclaimed with XAUTOCLAIM after `claim_idle_ms`. An envelope its connector
 cannot read goes to the dead-letter list and is acked, so one bad payload never blocks
@@ -31,12 +32,29 @@ log = logging.getLogger("loomi.ingest")
 ACCOUNT_CACHE_SECONDS = 30.0
 
 
+Entry = tuple[str, bytes, dict[bytes, bytes]]  # (stream, entry id, fields)
+
+
 async def ensure_group(redis: Redis) -> None:
+    """The ingest group on every shard (created empty with its stream)."""
+    for stream in keys.inbound_streams():
+        try:
+            await redis.xgroup_create(stream, keys.INGEST_GROUP, id="0", mkstream=True)
+        except ResponseError as err:
+            if "BUSYGROUP" not in str(err):
+                raise
+
+
+async def legacy_stream(redis: Redis) -> list[str]:
+    """The pre-sharding stream while it still holds entries (written by an older version)."""
+    if not await redis.exists(keys.LEGACY_INBOUND_STREAM):
+        return []
     try:
-        await redis.xgroup_create(keys.INBOUND_STREAM, keys.INGEST_GROUP, id="0", mkstream=True)
+        await redis.xgroup_create(keys.LEGACY_INBOUND_STREAM, keys.INGEST_GROUP, id="0")
     except ResponseError as err:
         if "BUSYGROUP" not in str(err):
             raise
+    return [keys.LEGACY_INBOUND_STREAM]
 
 
 async def dead_letter(redis: Redis, raw: bytes, error: str, entry_id: str) -> None:
@@ -63,21 +81,36 @@ class Ingestor:
         self.batch, self.block_ms, self.claim_idle_ms = batch, block_ms, claim_idle_ms
         self._accounts: dict[str, tuple[float, Account]] = {}  # id -> (loaded at, account)
         self._next_claim = 0.0
+        self._streams: list[str] | None = None  # set by run(): the shards, plus a legacy stream to drain
         self.processed = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         await ensure_group(self.hub.redis)
+        self._streams = keys.inbound_streams() + await legacy_stream(self.hub.redis)
         while not stop.is_set():
             try:
                 await self.step()
             except (OperationalError, ConnectionError, OSError) as err:
                 log.warning("ingest paused: %s", err)
                 await asyncio.sleep(1)
+            except ResponseError as err:
+                if "NOGROUP" not in str(err):
+                    log.exception("ingest step failed")
+                    await asyncio.sleep(1)
+                    continue
+                # a Redis that keeps nothing on disk came back empty: the groups are gone with the
+                # streams, and listeners re-create the streams as they append
+                log.warning("ingest: consumer group missing (Redis restarted empty?): re-creating it")
+                await ensure_group(self.hub.redis)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - never let the ingest loop die
                 log.exception("ingest step failed")
                 await asyncio.sleep(1)
+
+    @property
+    def streams(self) -> list[str]:
+        return self._streams or keys.inbound_streams()
 
     async def step(self) -> int:
         entries = await self._claim_stale() or await self._read_new()
@@ -85,20 +118,27 @@ class Ingestor:
             await self.process(entries)
         return len(entries)
 
-    async def _read_new(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    async def _read_new(self) -> list[Entry]:
         reply = await self.hub.redis.xreadgroup(
-            keys.INGEST_GROUP, self.consumer, {keys.INBOUND_STREAM: ">"}, count=self.batch, block=self.block_ms
+            keys.INGEST_GROUP, self.consumer, {stream: ">" for stream in self.streams}, count=self.batch, block=self.block_ms
         )
-        return reply[0][1] if reply else []
+        entries = [(_text(stream), entry_id, fields) for stream, batch in reply or () for entry_id, fields in batch]
+        if not entries and keys.LEGACY_INBOUND_STREAM in self.streams and not await self.hub.redis.xlen(keys.LEGACY_INBOUND_STREAM):
+            self._streams = keys.inbound_streams()  # the old stream is drained: stop reading it
+        return entries
 
-    async def _claim_stale(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    async def _claim_stale(self) -> list[Entry]:
+        """Entries a dead consumer was given and never acked, every `claim_idle_ms / 4`."""
         if time.monotonic() < self._next_claim:
             return []
         self._next_claim = time.monotonic() + max(self.claim_idle_ms / 4000, 0.5)
-        _, claimed, *_ = await self.hub.redis.xautoclaim(
-            keys.INBOUND_STREAM, keys.INGEST_GROUP, self.consumer, self.claim_idle_ms, "0-0", count=self.batch
-        )
-        return [entry for entry in claimed if entry[1]]
+        entries: list[Entry] = []
+        for stream in self.streams:
+            _, claimed, *_ = await self.hub.redis.xautoclaim(
+                stream, keys.INGEST_GROUP, self.consumer, self.claim_idle_ms, "0-0", count=self.batch
+            )
+            entries += [(stream, entry_id, fields) for entry_id, fields in claimed if fields]
+        return entries
 
     async def _load_accounts(self, account_ids: set[str]) -> None:
         """Accounts (owner, platform, own external id, settings) for `normalize`, cached for
@@ -110,12 +150,14 @@ class Ingestor:
                 loaded = await load_accounts(conn, self.hub.vault, stale)
             self._accounts.update({a: (now, account) for a, account in loaded.items()})
 
-    async def process(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+    async def process(self, entries: list[Entry]) -> None:
         redis = self.hub.redis
         decoded: list[tuple[str, bytes, Envelope]] = []
         done: list[str] = []
-        for entry_id, fields in entries:
-            eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+        stream_of: dict[str, str] = {}
+        for stream, entry_id, fields in entries:
+            eid = _text(entry_id)
+            stream_of[eid] = stream
             raw = fields[b"e"]
             try:
                 decoded.append((eid, raw, decode(raw)))
@@ -145,9 +187,13 @@ class Ingestor:
         await self._write(items)
         done += [eid for eid, _, _ in items]
         if done:
+            by_stream: dict[str, list[str]] = {}
+            for eid in done:
+                by_stream.setdefault(stream_of[eid], []).append(eid)
             async with redis.pipeline(transaction=False) as pipe:
-                pipe.xack(keys.INBOUND_STREAM, keys.INGEST_GROUP, *done)
-                pipe.xdel(keys.INBOUND_STREAM, *done)
+                for stream, ids in by_stream.items():
+                    pipe.xack(stream, keys.INGEST_GROUP, *ids)
+                    pipe.xdel(stream, *ids)
                 for account_id, ms in lag.items():
                     pipe.hset(keys.status(account_id), mapping={"lag_ms": ms, "last_ingest_at": now})
                 metrics.count_ingested(pipe, stored, now)
@@ -180,6 +226,10 @@ class Ingestor:
                     raise
                 reason = str(getattr(err, "orig", None) or err)[:300]
                 await dead_letter(self.hub.redis, raw, f"store refused: {type(err).__name__}: {reason}", eid)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def database_away(err: BaseException) -> bool:

@@ -94,12 +94,8 @@ async def ingested_per_minute(redis: Redis, account_ids: list[str], minutes: int
 
 
 def shards() -> list[tuple[str, str]]:
-    """(shard label, stream key) of the inbound stream(s): one today, `keys.INBOUND_STREAMS`
-    when the stream is sharded."""
-    streams = getattr(keys, "INBOUND_STREAMS", None)
-    if streams:
-        return [(str(i), name) for i, name in enumerate(streams)]
-    return [("0", keys.INBOUND_STREAM)]
+    """(shard label, stream key) of every inbound stream."""
+    return [(str(i), name) for i, name in enumerate(keys.inbound_streams())]
 
 
 async def stream_facts(redis: Redis, stream: str, now_ms: int) -> dict[str, int | float]:

@@ -22,6 +22,7 @@ from workers.ingest import Ingestor
 from workers.jobs import QUEUE, enqueue, jobs_pool
 from workers.outbound import deliver
 from workers.refresh import refresh_due
+from workers.stream import queued
 from store.messages import latest_sent_at
 from workers.supervisor import Supervisor
 
@@ -95,7 +96,7 @@ class HubWorker:
         while not self.stop_event.is_set():
             embedded = 0
             try:
-                if await self.hub.redis.xlen(keys.INBOUND_STREAM):
+                if await queued(self.hub.redis):
                     pass  # ingest first: embeddings can wait, messages cannot (bench/ingest)
                 elif await self.hub.redis.set(keys.INDEXER_LOCK, self.name, nx=True, ex=120):
                     try:
@@ -121,7 +122,7 @@ class HubWorker:
         while not self.stop_event.is_set():
             done = 0
             try:
-                if await self.hub.redis.xlen(keys.INBOUND_STREAM):
+                if await queued(self.hub.redis):
                     pass  # ingest first
                 elif await self.hub.redis.set(rag_jobs.LOCK, self.name, nx=True, ex=300):
                     try:
@@ -155,7 +156,7 @@ class HubWorker:
         while not self.stop_event.is_set():
             made = 0
             try:
-                if await self.hub.redis.xlen(keys.INBOUND_STREAM):
+                if await queued(self.hub.redis):
                     pass  # ingest first
                 elif await self.hub.redis.set(LOCK, self.name, nx=True, ex=300):
                     try:

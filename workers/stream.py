@@ -2,9 +2,10 @@
 
 `append` is the only way in. One Lua script per batch does, atomically: check the caller
 still holds the account's lease (fencing), drop deliveries already seen (Slack event_id,
-Telegram update_id; remembered for a day), XADD the rest, and save the listener's resume
-state. So an offset never advances past an event that is not queued, and a listener that
-lost its lease cannot write at all.
+Telegram update_id; remembered for a day), XADD the rest to the account's shard, and save the
+listener's resume state. So an offset never advances past an event that is not queued, and a
+listener that lost its lease cannot write at all. Every key the script touches is declared and
+carries the shard's hash tag (workers/keys.py), so it runs on one Redis Cluster slot.
 """
 
 from __future__ import annotations
@@ -21,14 +22,15 @@ SEEN_TTL_SECONDS = 86400
 STREAM_MAXLEN = 2_000_000  # approximate cap; far above any backlog a healthy hub holds
 
 _APPEND = """
--- KEYS[1] stream, KEYS[2] lease key ('' = no fencing), KEYS[3] resume hash ('' = none)
--- ARGV[1] lease token, ARGV[2] seen ttl, ARGV[3] maxlen, ARGV[4] resume json, then pairs (seen key, envelope)
+-- KEYS[1] stream, KEYS[2] lease key ('' = no fencing), KEYS[3] resume hash ('' = none),
+-- KEYS[4..] one seen key per envelope
+-- ARGV[1] lease token, ARGV[2] seen ttl, ARGV[3] maxlen, ARGV[4] resume json, ARGV[5..] envelopes
 if KEYS[2] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then
   return -1
 end
 local added = 0
-for i = 5, #ARGV, 2 do
-  if redis.call('SET', ARGV[i], '1', 'NX', 'EX', tonumber(ARGV[2])) then
+for i = 4, #KEYS do
+  if redis.call('SET', KEYS[i], '1', 'NX', 'EX', tonumber(ARGV[2])) then
     redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'e', ARGV[i + 1])
     added = added + 1
   end
@@ -69,9 +71,30 @@ async def append(
     lease: tuple[str, str] | None = None,
     resume: tuple[str, dict[str, Any]] | None = None,
 ) -> int:
-    """Queue envelopes durably; returns how many were new. `lease` = (account_id, token)."""
+    """Queue envelopes durably; returns how many were new. `lease` = (listener key, token).
+
+    A listener's envelopes go to its own key's shard (an app-wide listener's carry many
+    accounts), so fencing, dedup and resume stay one atomic call; without a listener (webhook
+    routes) each envelope goes to its account's shard."""
     if not envelopes and resume is None:
         return 0
+    owner = lease[0] if lease else resume[0] if resume else None
+    if owner is not None:
+        return await _append_shard(redis, keys.shard_of(owner), envelopes, lease, resume)
+    by_shard: dict[int, list[Envelope]] = {}
+    for envelope in envelopes:
+        by_shard.setdefault(keys.shard_of(envelope.account_id), []).append(envelope)
+    return sum([await _append_shard(redis, shard, batch, None, None) for shard, batch in by_shard.items()])
+
+
+async def _append_shard(
+    redis: Redis,
+    shard: int,
+    envelopes: list[Envelope],
+    lease: tuple[str, str] | None,
+    resume: tuple[str, dict[str, Any]] | None,
+) -> int:
+    script_keys = [keys.inbound_stream(shard), keys.lease(lease[0]) if lease else "", keys.resume(resume[0]) if resume else ""]
     argv: list[Any] = [
         lease[1] if lease else "",
         SEEN_TTL_SECONDS,
@@ -80,18 +103,23 @@ async def append(
     ]
     for envelope in envelopes:
         dedup = envelope.delivery_id if envelope.source != "backfill" else f"bf:{envelope.delivery_id}"
-        argv += [keys.seen(envelope.account_id, dedup), encode(envelope)]
-    script_keys = [
-        keys.INBOUND_STREAM,
-        keys.lease(lease[0]) if lease else "",
-        keys.resume(resume[0]) if resume else "",
-    ]
-    added = await redis.eval(_APPEND, 3, *script_keys, *argv)
+        script_keys.append(keys.seen(shard, envelope.account_id, dedup))
+        argv.append(encode(envelope))
+    added = await redis.eval(_APPEND, len(script_keys), *script_keys, *argv)
     if added == -1:
         raise LeaseLost(lease[0] if lease else "")
     return int(added)
 
 
 async def load_resume(redis: Redis, account_id: str) -> dict[str, Any] | None:
-    raw = await redis.hget(keys.resume(account_id), "state")
+    """The listener's saved position (where it was saved before sharding, if not yet since)."""
+    raw = await redis.hget(keys.resume(account_id), "state") or await redis.hget(keys.legacy_resume(account_id), "state")
     return orjson.loads(raw) if raw else None
+
+
+async def queued(redis: Redis) -> int:
+    """Events waiting in every shard (ingest deletes what it acks): 0 means ingest is idle."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for stream in keys.inbound_streams():
+            pipe.xlen(stream)
+        return sum(int(n) for n in await pipe.execute())

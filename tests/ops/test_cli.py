@@ -23,6 +23,7 @@ from tests.e2e.harness import e2e_env, fresh_database, running_hub
 from tests.fakes.slack import FakeSlack
 from tests.ops.helpers import add_account, ingest_all, queue_updates
 from workers import keys
+from workers.stream import queued
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -102,7 +103,7 @@ async def test_backfill_with_progress(backend: str, tmp_path: Path, monkeypatch:
                 out = io.StringIO()
                 assert await run_backfill(hub, account_id, "history", out=out) == 0
                 assert chat_lines(out.getvalue()) == {"C1": (3, 5), "C2": (2, 3)}, out.getvalue()
-                assert await hub.redis.xlen(keys.INBOUND_STREAM) == 8
+                assert await queued(hub.redis) == 8
                 again = io.StringIO()
                 assert await run_backfill(hub, account_id, "history", out=again) == 0  # cursors say done
                 assert chat_lines(again.getvalue()) == {"C1": (0, 0), "C2": (0, 0)}
@@ -115,7 +116,7 @@ async def test_backfill_with_progress(backend: str, tmp_path: Path, monkeypatch:
                 assert code == 0, stderr
                 assert f"gaps backfill of {account_id}: 2 message(s) queued from 2 chat(s)" in stdout
                 assert chat_lines(stderr)["C1"] == (1, 2), stderr
-                assert await hub.redis.xlen(keys.INBOUND_STREAM) == 2
+                assert await queued(hub.redis) == 2
 
                 code, _, stderr = await loomi(env, "backfill", account_id, "--mode", "everything")
                 assert code == 2 and "invalid choice" in stderr

@@ -27,7 +27,7 @@ from tests.e2e.harness import e2e_env, fresh_database, running_hub
 from workers import ingest as ingest_module
 from workers import keys
 from workers.ingest import Ingestor, ensure_group
-from workers.stream import append
+from workers.stream import append, queued
 
 ACCOUNT = "acct_nul_test"
 
@@ -71,8 +71,8 @@ async def test_a_batch_with_nul_lands_whole_and_nothing_gets_stuck(backend: str,
             assert await ingestor.step() == len(envelopes)  # one batch, and it did not raise
 
             # nothing stuck: the stream is drained and nothing is pending for a retry
-            assert await hub.hub.redis.xlen(keys.INBOUND_STREAM) == 0
-            pending = await hub.hub.redis.xpending(keys.INBOUND_STREAM, keys.INGEST_GROUP)
+            assert await queued(hub.hub.redis) == 0
+            pending = await hub.hub.redis.xpending(keys.stream_for(ACCOUNT), keys.INGEST_GROUP)
             assert pending["pending"] == 0
             # only the refused row is dead-lettered
             dead = [orjson.loads(d) for d in await hub.hub.redis.lrange(keys.DEAD_LETTERS, 0, -1)]
@@ -128,8 +128,8 @@ async def test_when_the_database_is_away_the_batch_waits_instead_of_being_dead_l
                     await ingestor.step()
                 ingestor._next_claim = 0.0
                 assert await hub.hub.redis.llen(keys.DEAD_LETTERS) == 0
-                assert (await hub.hub.redis.xpending(keys.INBOUND_STREAM, keys.INGEST_GROUP))["pending"] == 3
+                assert (await hub.hub.redis.xpending(keys.stream_for(ACCOUNT), keys.INGEST_GROUP))["pending"] == 3
             monkeypatch.setattr(ingest_module, "apply_changes", real)
             assert await ingestor.step() == 3  # reclaimed and written once the database is back
             assert sorted(m["text"] for m in await hub.messages(headers)) == ["m 0", "m 1", "m 2"]
-            assert (await hub.hub.redis.xpending(keys.INBOUND_STREAM, keys.INGEST_GROUP))["pending"] == 0
+            assert (await hub.hub.redis.xpending(keys.stream_for(ACCOUNT), keys.INGEST_GROUP))["pending"] == 0

@@ -12,7 +12,7 @@ from connectors.base import Envelope
 from tests.conftest import REDIS_URL
 from workers import keys
 from workers.process import WorkerSettings
-from workers.stream import LeaseLost, append, load_resume
+from workers.stream import LeaseLost, append, load_resume, queued
 from workers.supervisor import backoff_delay
 
 
@@ -46,7 +46,7 @@ def _env(i: int, source: str = "listen") -> Envelope:
 async def test_append_dedups_deliveries_and_saves_resume_atomically(redis) -> None:
     assert await append(redis, [_env(1), _env(2)], resume=("acct_1", {"offset": 3})) == 2
     assert await append(redis, [_env(2), _env(3)], resume=("acct_1", {"offset": 4})) == 1
-    assert await redis.xlen(keys.INBOUND_STREAM) == 3
+    assert await redis.xlen(keys.stream_for("acct_1")) == 3 == await queued(redis)
     assert await load_resume(redis, "acct_1") == {"offset": 4}
     # backfill copies of the same ids are a different delivery kind: queued, the store dedups them
     assert await append(redis, [_env(1, "backfill")]) == 1
@@ -56,5 +56,5 @@ async def test_append_is_fenced_by_the_lease(redis) -> None:
     await redis.set(keys.lease("acct_1"), "worker-b:7")
     with pytest.raises(LeaseLost):
         await append(redis, [_env(1)], lease=("acct_1", "worker-a:6"), resume=("acct_1", {"offset": 2}))
-    assert await redis.xlen(keys.INBOUND_STREAM) == 0 and await load_resume(redis, "acct_1") is None
+    assert await queued(redis) == 0 and await load_resume(redis, "acct_1") is None
     assert await append(redis, [_env(1)], lease=("acct_1", "worker-b:7")) == 1
