@@ -156,3 +156,16 @@ async def by_external_id(conn: AsyncConnection, platform: str, external_ids: lis
         accounts.c.credentials.is_not(None),
     )
     return [dict(row) for row in (await conn.execute(query)).mappings()]
+
+
+async def ids_by_external_id(conn: AsyncConnection, platform: str, external_ids: list[str]) -> list[tuple[str, str]]:
+    """(account id, external id) of the enabled accounts of `platform` with these external ids:
+    what the Events API route needs to queue an event, read through ix_accounts_platform_external
+    without fetching (or opening) anyone's credentials."""
+    query = sa.select(accounts.c.id, accounts.c.external_id).where(
+        accounts.c.platform == platform,
+        accounts.c.external_id.in_(external_ids),
+        accounts.c.enabled.is_(True),
+        accounts.c.credentials.is_not(None),
+    )
+    return [(row[0], row[1]) for row in (await conn.execute(query)).all()]

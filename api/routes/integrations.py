@@ -26,9 +26,11 @@ from api.errors import ApiError, bad_request, not_found
 from api.responses import json
 from api.routes.messages import iso
 from api.schemas import Body
+from api.webhook_accounts import webhook_accounts
 from config.platforms import PLATFORMS
 from connectors import oauth
 from connectors.base import (
+    Account,
     AccountSpec,
     AccountState,
     CredentialSetup,
@@ -104,6 +106,7 @@ async def connected(hub: Hub, user_id: str, platform: str, spec: AccountSpec) ->
         row = await account_store.upsert_account(conn, hub.vault, user_id, platform, spec)
     await hub.redis.delete(keys.status(row["id"]))
     await accounts_changed(hub)
+    webhook_accounts(hub).forget()  # other processes see the version move (api/webhook_accounts.py)
     await enqueue(jobs_pool(hub), "backfill", row["id"], "history", job_id=f"history:{row['id']}:{int(time.time())}")
     return row
 
@@ -136,6 +139,7 @@ async def delete_account(request: Request, user: Principal):
     async with hub.engine.begin() as conn:
         await account_store.disconnect(conn, account_id)
     await accounts_changed(hub)
+    webhook_accounts(hub).forget()  # its webhooks are refused from now on, not after the cache's check
     await hub.redis.hset(keys.status(account_id), mapping={"state": AccountState.STOPPED.value, "detail": "disconnected"})
     return {"success": True, "id": account_id}
 
@@ -362,27 +366,27 @@ def _checked(check: Any, webhook: WebhookRequest) -> WebhookReply:
 
 async def platform_events(request: Request) -> Response:
     """Account-less webhooks (Slack Events API): verify, queue for every account the event
-    names by external id (an index serves the lookup), then answer."""
+    names by external id, then answer. Which accounts those are comes from this process's
+    cache (api/webhook_accounts.py, filled through the (platform, external_id) index), so an
+    ack reads no database."""
     hub = hub_of(request)
     platform = request.path_params["platform"].lower()
     receiver = connector_for(hub, platform, WebhookReceiver)
     reply = _checked(receiver.handle_webhook, _webhook_request(request, await request.body()))
     if reply.events:
         external_ids = sorted({ev.external_id for ev in reply.events if ev.external_id})
-        async with hub.engine.connect() as conn:
-            rows = await account_store.by_external_id(conn, platform, external_ids) if external_ids else []
-        routed = [(r["id"], ev) for ev in reply.events for r in rows if r["external_id"] == ev.external_id]
+        routes = await webhook_accounts(hub).routes(platform, external_ids) if external_ids else {}
+        routed = [(account_id, ev) for ev in reply.events for account_id in routes.get(ev.external_id or "", [])]
         await _queue(hub, platform, routed)
     return _reply(reply)
 
 
-async def _webhook_account(request: Request, platform: str) -> Any:
-    hub = hub_of(request)
-    async with hub.engine.connect() as conn:
-        row = await account_store.get_row(conn, request.path_params["account_id"])
-    if row is None or row["platform"] != platform or not row["enabled"] or not row["credentials"]:
+async def _webhook_account(hub: Hub, request: Request, platform: str) -> Account:
+    """The path's account, opened, from this process's cache (api/webhook_accounts.py)."""
+    account = await webhook_accounts(hub).account(request.path_params["account_id"])
+    if account is None or account.platform != platform:
         raise not_found("No such account", "account_not_found")
-    return row
+    return account
 
 
 async def account_webhook(request: Request) -> Response:
@@ -391,13 +395,13 @@ async def account_webhook(request: Request) -> Response:
     hub = hub_of(request)
     platform = request.path_params["platform"].lower()
     connector = connector_for(hub, platform, WebhookVerifier if request.method == "GET" else WebhookReceiver)
-    row = await _webhook_account(request, platform)
+    account = await _webhook_account(hub, request, platform)
     webhook = _webhook_request(request, await request.body())
-    webhook.account = account_store.to_account(row, hub.vault)
+    webhook.account = account
     if request.method == "GET":
         return _reply(_checked(connector.verify_webhook, webhook))
     reply = _checked(connector.handle_webhook, webhook)
-    await _queue(hub, platform, [(row["id"], ev) for ev in reply.events])
+    await _queue(hub, platform, [(account.id, ev) for ev in reply.events])
     return _reply(reply)
 
 
