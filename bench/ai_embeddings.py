@@ -2,7 +2,7 @@
 
 Usage::
 
-    .venv/bin/python bench/ai_embeddings.py [--n 256] [--tokens 64] [--batch-size 32]
+    .venv/bin/python -m bench.ai_embeddings [--quick] [--n 256] [--tokens 64] [--batch-size 32]
 
 Prints sentences/s for LocalEmbedder as get_embedder() builds it (onnxruntime backend when
 installed), batched and one sentence at a time, the same for the pure-numpy backend as the
@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from ai.local.embeddings import LocalEmbedder  # noqa: E402
+from bench.common import emit  # noqa: E402
 
 WORDS = (
     "meeting project deadline review customer invoice server deploy release budget team "
@@ -81,7 +82,10 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-torch", action="store_true", help="skip the sentence-transformers baseline")
+    ap.add_argument("--quick", action="store_true", help="64 sentences, 16 one at a time, best of 1")
     args = ap.parse_args()
+    if args.quick:
+        args.n, args.n_single, args.repeat = min(args.n, 64), min(args.n_single, 16), 1
 
     print(f"python {sys.version.split()[0]}, numpy {np.__version__}, cores {os.cpu_count()}")
     print(f"BLAS: {blas_info()}; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '')!r}")
@@ -100,18 +104,25 @@ def main() -> None:
         return batched, single
 
     rates: dict[str, float] = {}
+    singles: dict[str, float] = {}
     embedders = {emb.backend: (emb, load_s)}
     if emb.backend != "numpy":
         t0 = time.perf_counter()
         embedders["numpy"] = (LocalEmbedder(backend="numpy", batch_size=args.batch_size), time.perf_counter() - t0)
     for name, (e, load) in embedders.items():
         batched, single = measure(e)
-        rates[name] = batched
+        rates[name], singles[name] = batched, single
         tag = " (default)" if e is emb else ""
         print(f"LocalEmbedder[{name}]{tag}: load {load:.2f}s, batched (batch {args.batch_size}) "
               f"{batched:7.1f} sentences/s, one at a time {single:7.1f} sentences/s, ratio {batched / single:.2f}x")
     if "numpy" in rates and emb.backend != "numpy":
         print(f"ratio LocalEmbedder[{emb.backend}] / LocalEmbedder[numpy] batched: {rates[emb.backend] / rates['numpy']:.2f}x")
+    default = emb.backend
+    emit("ai_embeddings", f"{default} batched (batch {args.batch_size}), {args.tokens} tokens", rates[default], "sentences/s",
+         baseline=singles[default], baseline_label=f"{default} one sentence at a time")
+    if "numpy" in rates and default != "numpy":
+        emit("ai_embeddings", f"{default} batched vs the numpy backend", rates[default], "sentences/s",
+             baseline=rates["numpy"], baseline_label="numpy backend, batched", aim="ratio > 1", ok=rates[default] > rates["numpy"])
 
     if args.no_torch:
         return

@@ -2,7 +2,7 @@
 
 Usage::
 
-    .venv/bin/python -m bench.insights [--database sqlite|postgresql] [--set main|heldout] [-v]
+    .venv/bin/python -m bench.insights [--quick] [--database sqlite|postgresql] [--set main|heldout] [-v]
 
 A real hub (SQLite in a temporary folder by default, or a scratch PostgreSQL database; Redis from
 LOOMI_REDIS_URL, else the embedded one `loomi serve` uses) serves the API on a socket. The bench
@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import Any, AsyncIterator
 
 import httpx
+
+from bench.common import emit
 
 ROOT = Path(__file__).resolve().parent.parent
 LISTS = ("myTasks", "waitingForMe", "waitingForOthers")
@@ -201,6 +203,22 @@ async def all_messages(client: httpx.AsyncClient, headers: dict[str, str]) -> li
             return out
 
 
+BASELINE_LABEL = "regex baseline (question marks, request words, the person's names)"
+
+
+def emit_scores(labelled: str, method: str, score: Score, base: Score) -> None:
+    """The headline figures of one method, each beside the baseline's on the same set."""
+    for figure, mine, theirs in (
+        ("tasks F1", score.tasks.f1, base.tasks.f1),
+        ("mentions F1", score.mentions.f1, base.mentions.f1),
+        ("urgency accuracy", mean(score.urgency), mean(base.urgency)),
+        ("importance accuracy", mean(score.importance), mean(base.importance)),
+        ("isUnreplied accuracy", mean(score.unreplied), mean(base.unreplied)),
+    ):
+        emit("insights", f"{labelled} set, {method}: {figure}", mine, "score", baseline=theirs, baseline_label=BASELINE_LABEL,
+             aim="at least the baseline", ok=mine >= theirs)
+
+
 def report(title: str, score: Score, base: Score, rate: float, base_rate: float) -> None:
     print(f"\n== {title} (beside the naive baseline) ==")
     rows = [
@@ -263,7 +281,7 @@ async def run(args: argparse.Namespace) -> int:
             methods = ["offline"] + (["llm"] if os.environ.get("LOOMI_AI_BASE_URL") or os.environ.get("LOOMI_AI_PROVIDERS_FILE") else [])
             for method in methods:
                 rates = []
-                for run_ in range(3 if method == "offline" else 1):
+                for run_ in range(3 if method == "offline" and not args.quick else 1):
                     if run_ == 2:  # what a worker sees: the indexer has embedded the messages already
                         from ai.indexer import index_pending
 
@@ -282,6 +300,7 @@ async def run(args: argparse.Namespace) -> int:
                 for cid, label in convs.items():
                     score_chat(score, cid, got[(label["platform"], label["chatId"])], label, ids)
                 report(f"{method} method, {len(convs)} conversations, {len(msgs)} messages", score, base, len(msgs) / elapsed, base_rate)
+                emit_scores(args.set, method, score, base)
                 if method == "llm":
                     used = {i["method"] for i in got.values()}
                     print(f"insights made by: {sorted(used)} (offline = the LLM answer was refused or the upstream failed)")
@@ -297,6 +316,9 @@ async def run(args: argparse.Namespace) -> int:
             base_over = sum(baseline_redact(t) != t for t in clean)
             print(f"\nsecrets redacted before upstream: recall {caught}/{len(secrets)} = {caught / len(secrets):.2f} "
                   f"(baseline {base_caught / len(secrets):.2f}); messages of secret-free chats altered: {over}/{len(clean)} (baseline {base_over})")
+            emit("insights", f"{args.set} set: secrets redacted before upstream (recall)", caught / len(secrets), "recall",
+                 baseline=base_caught / len(secrets), baseline_label="regex baseline (long numbers, password: ...)",
+                 aim="at least the baseline", ok=caught >= base_caught)
     return 0
 
 
@@ -307,6 +329,7 @@ def main() -> int:
     parser.add_argument("--set", choices=("main", "heldout"), default="main",
                         help="main: the set written before the method; heldout: 16 more, written after it and never tuned on")
     parser.add_argument("--verbose", "-v", action="store_true", help="list every disagreement with the labels")
+    parser.add_argument("--quick", action="store_true", help="one generation run per method instead of cold/warm/stored")
     return asyncio.run(run(parser.parse_args()))
 
 

@@ -3,7 +3,7 @@
 
 Usage::
 
-    .venv/bin/python -m bench.rag [--sizes 10000,100000] [--million] [--queries 200]
+    .venv/bin/python -m bench.rag [--quick] [--sizes 10000,100000] [--million] [--queries 200]
 
 Parts, each printed with the exact baseline beside it:
 
@@ -45,6 +45,7 @@ from ai import ann, search  # noqa: E402
 from ai.rag import search as rag_search  # noqa: E402
 from ai.search import Scope  # noqa: E402
 from ai.vectors import pack  # noqa: E402
+from bench.common import emit  # noqa: E402
 from store.db import create_engine, migrate  # noqa: E402
 from store.ids import new_id, now_ms  # noqa: E402
 from store.schema import accounts, message_embeddings, messages, rag_chunks, rag_documents  # noqa: E402
@@ -136,6 +137,10 @@ def part_index(sizes: list[int], queries: int) -> None:
         print(line("exact (numpy matmul + argpartition)", exact_t))
         print(line("HNSW (hnswlib, M=16, ef=96)", ann_t, exact_t))
         print(f"  recall@10 HNSW vs exact: {hits / (10 * len(qs)):.4f}")
+        emit("rag", f"{n:,} vectors: HNSW query p50", pct(ann_t, 50), "ms", baseline=pct(exact_t, 50),
+             baseline_label="exact numpy search of the same vectors, p50")
+        emit("rag", f"{n:,} vectors: HNSW recall@10", hits / (10 * len(qs)), "recall", baseline=1.0,
+             baseline_label="exact search (the truth)")
         del index, rows, data
         gc.collect()
 
@@ -206,6 +211,8 @@ async def part_rag(engine: Any, sizes: list[int], queries: int, home: Path) -> N
         print(line(f"{n:,} chunks: vectors alone, HNSW (top 50)", vec["hnsw"], vec["exact"]))
         print(line(f"{n:,} chunks: whole search, exact vectors", results["exact"]))
         print(line(f"{n:,} chunks: whole search, HNSW", results["hnsw"], results["exact"]))
+        emit("rag", f"{n:,} chunks: RAG search end to end p50", pct(results["hnsw"], 50), "ms",
+             baseline=pct(results["exact"], 50), baseline_label="the same search with exact vectors, p50")
 
 
 async def part_grounding(engine: Any, n: int, queries: int, home: Path) -> None:
@@ -237,6 +244,7 @@ async def part_grounding(engine: Any, n: int, queries: int, home: Path) -> None:
         t = time.perf_counter()
         await ann.registry(engine).ready(engine, ann.MESSAGES, uid, MODEL, wait=36_000)
         print(f"  first build of the person's index from the database: {time.perf_counter() - t:6.1f} s")
+        measured: dict[str, tuple[float, float]] = {}
         for label, fn in (("scan of the newest 20k (before)", search.scan_search), ("index (HNSW, all messages)", search.vector_search)):
             times, hits = [], 0
             for q, want in zip(qs, truth):
@@ -245,6 +253,12 @@ async def part_grounding(engine: Any, n: int, queries: int, home: Path) -> None:
                 times.append(time.perf_counter() - t)
                 hits += len({m for m, _ in got} & want)
             print(line(label, times) + f"   recall@10 vs exact over all: {hits / wanted:.4f}")
+            measured[label.split()[0]] = (pct(times, 50), hits / wanted)
+    (scan_p50, scan_recall), (index_p50, index_recall) = measured["scan"], measured["index"]
+    emit("rag", f"grounding at {n:,} messages: p50", index_p50, "ms", baseline=scan_p50,
+         baseline_label="the newest-20k scan it replaced, p50")
+    emit("rag", f"grounding at {n:,} messages: recall@10 vs exact over all", index_recall, "recall",
+         baseline=scan_recall, baseline_label="the newest-20k scan it replaced")
 
 
 async def part_real(engine: Any, home: Path, n: int = 2000) -> None:
@@ -267,6 +281,8 @@ async def part_real(engine: Any, home: Path, n: int = 2000) -> None:
         hits += len(set(got) & {int(i) for i in want})
         same_top += got[0] == int(want[0])
     print(f"  recall@10 HNSW vs exact: {hits / (10 * len(qv)):.4f}; same top hit: {same_top / len(qv):.3f}")
+    emit("rag", f"real MiniLM embeddings, {n:,} chunks: HNSW recall@10", hits / (10 * len(qv)), "recall",
+         baseline=1.0, baseline_label="exact search (the truth)")
 
 
 async def main() -> None:
@@ -276,7 +292,11 @@ async def main() -> None:
     parser.add_argument("--million", action="store_true", help="also the index alone at 1,000,000 vectors (~2 GB)")
     parser.add_argument("--grounding", type=int, default=100_000)
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: index,rag,grounding,real")
+    parser.add_argument("--real", type=int, default=2000, help="chunks embedded by MiniLM in part 4")
+    parser.add_argument("--quick", action="store_true", help="10k vectors and chunks, 10k messages, 50 queries, 300 real chunks")
     args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.queries, args.grounding, args.real = "10000", min(args.queries, 50), 10_000, 300
     sizes = [int(s) for s in args.sizes.split(",") if s]
     skip = set(args.skip.split(","))
     if "index" not in skip:
@@ -291,7 +311,7 @@ async def main() -> None:
             if "grounding" not in skip:
                 await part_grounding(engine, args.grounding, args.queries, Path(tmp))
             if "real" not in skip:
-                await part_real(engine, Path(tmp))
+                await part_real(engine, Path(tmp), args.real)
         finally:
             await engine.dispose()
 
