@@ -7,6 +7,9 @@ conversations.history page plus, for every thread parent on it, that thread's re
 backfilled too. `oldest` is passed to both calls (Slack treats it as exclusive); it may be a
 Slack ts or epoch milliseconds (see slack_ts).
 
+Once Slack refuses a history or replies call (429), later ones are paced (pacing.py) so the
+rate limit is used whole instead of in bursts and whole-second waits.
+
 Known gap: with `oldest`, a reply posted during the gap to a thread whose parent is older than
 `oldest` is not found (conversations.history lists parents by their own ts).
 """
@@ -20,6 +23,7 @@ from config.settings import PlatformSettings
 from connectors.base import Account, Envelope, Page
 from connectors.slack.client import bot_token, call, web_client
 from connectors.slack.inbound import HISTORY
+from connectors.slack.pacing import Pacer
 
 CHAT_KINDS = "public_channel,private_channel,mpim,im"
 LIST_LIMIT = 200
@@ -51,6 +55,10 @@ class SlackHistory:
     def __init__(self, settings: PlatformSettings) -> None:
         self.settings = settings
         self._chats: dict[tuple[str, str], dict[str, Any]] = {}  # (account, channel) -> type, name
+        self._pacers: dict[tuple[str, str], Pacer] = {}  # (account, method): Tier 3 methods we page
+
+    def _pacer(self, account: Account, method: str) -> Pacer:
+        return self._pacers.setdefault((account.id, method), Pacer())
 
     async def list_chats(self, account: Account) -> list[str]:
         """Every conversation the bot can read: IMs, MPIMs and channels it is a member of."""
@@ -73,24 +81,28 @@ class SlackHistory:
         client = web_client(self.settings, bot_token(self.settings, account))
         chat = await self._chat(account, chat_id, client)
         bounds = {"oldest": slack_ts(oldest)} if oldest else {}
-        response = await call(lambda: client.conversations_history(
-            channel=chat_id, limit=PAGE_LIMIT, cursor=cursor, **bounds))
+        pacer = self._pacer(account, "conversations.history")
+        response = await call(lambda: pacer.paced(lambda: client.conversations_history(
+            channel=chat_id, limit=PAGE_LIMIT, cursor=cursor, **bounds)), sleep=pacer.refused)
         messages: list[dict[str, Any]] = []
         for message in response.get("messages") or []:
             messages.append(message)
             if message.get("reply_count") and message.get("thread_ts") == message.get("ts"):
-                messages += await self._replies(client, chat_id, message["ts"], bounds)
+                messages += await self._replies(account, client, chat_id, message["ts"], bounds)
         received = int(time.time() * 1000)
         envelopes = [self._envelope(account, chat_id, chat, m, received) for m in messages if m.get("ts")]
         next_cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
         return Page(envelopes=envelopes, cursor=next_cursor if response.get("has_more", True) else None)
 
-    async def _replies(self, client: Any, chat_id: str, parent_ts: str, bounds: dict[str, str]) -> list[dict[str, Any]]:
+    async def _replies(
+        self, account: Account, client: Any, chat_id: str, parent_ts: str, bounds: dict[str, str]
+    ) -> list[dict[str, Any]]:
         replies: list[dict[str, Any]] = []
         cursor: str | None = None
+        pacer = self._pacer(account, "conversations.replies")
         while True:
-            response = await call(lambda: client.conversations_replies(
-                channel=chat_id, ts=parent_ts, limit=PAGE_LIMIT, cursor=cursor, **bounds))
+            response = await call(lambda: pacer.paced(lambda: client.conversations_replies(
+                channel=chat_id, ts=parent_ts, limit=PAGE_LIMIT, cursor=cursor, **bounds)), sleep=pacer.refused)
             replies += [m for m in response.get("messages") or [] if m.get("ts") != parent_ts]
             cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
             if not cursor:
