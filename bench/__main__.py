@@ -116,7 +116,7 @@ def prints_bench_lines(path: Path) -> bool:
 
 def plan(bench_dir: Path = BENCH_DIR, known: tuple[Job, ...] = JOBS) -> tuple[list[Job], list[Job], list[str]]:
     """(jobs to run, known jobs whose module is missing, modules without BENCH lines)."""
-    present = {p.stem for p in bench_dir.glob("*.py") if p.stem not in NOT_BENCHES}
+    present = {p.stem for p in bench_dir.glob("*.py") if p.stem not in NOT_BENCHES and not p.stem.startswith("_")}
     jobs = [j for j in known if j.module in present]
     missing = [j for j in known if j.module not in present]
     listed = {j.module for j in known}

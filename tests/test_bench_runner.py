@@ -63,7 +63,7 @@ def fake_benches(tmp: Path) -> Path:
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
     for name, source in (("good", GOOD), ("broken", BROKEN), ("silent", SILENT), ("helpers", NOT_A_BENCH),
-                         ("slow", SLOW)):
+                         ("slow", SLOW), ("_data", "BENCH_ROWS = 1_000_000  # a private helper of a bench\n")):
         (pkg / f"{name}.py").write_text(textwrap.dedent(source))
     return pkg
 
@@ -125,7 +125,7 @@ def test_discovery_skips_missing_and_modules_without_figures(tmp_path: Path) -> 
     jobs, missing, quiet = plan(pkg, known)
     assert [j.name for j in jobs] == ["good", "broken", "silent"]  # the known ones first, in their order
     assert [j.name for j in missing] == ["messages"]
-    assert quiet == ["helpers", "slow"]
+    assert quiet == ["helpers", "slow"]  # and `_data`, private to a bench, is neither run nor listed
     import datetime as dt
 
     report = render([Result(Job("good", "good"), ["python", "-m", "fakebench.good"], status="ok",
