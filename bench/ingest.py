@@ -2,43 +2,54 @@
 
 Usage::
 
-    .venv/bin/python -m bench.ingest [--backend sqlite|postgresql|both] [--messages N]
-                                     [--rate R] [--seconds S] [--worker process|inproc|both]
-                                     [--workers K] [--no-indexer] [--detect pubsub|poll]
+    .venv/bin/python -m bench.ingest [--quick] [--backend sqlite|postgresql|both] [--messages N]
+                                     [--rate R] [--seconds S] [--no-latency] [--arrival burst|stream]
+                                     [--worker process|inproc|both] [--workers K[,K...]]
+                                     [--no-indexer] [--detect pubsub|poll] [--redis paired|shared]
                                      [--plain-fake] [--set LOOMI_X=VALUE] [--profile DIR]
 
-Per database kind, each on a fresh database (tests/e2e/harness.fresh_database) and a dedicated
-Redis db (`--redis-db`, default 10, flushed before and after):
+Per database kind, each phase on a fresh database (tests/e2e/harness.fresh_database) and a
+dedicated Redis db (`--redis-db`, default 10, flushed after). The Redis is the one each kind of
+deployment runs (`--redis paired`): SQLite with the embedded Redis 6.2 `loomi serve` starts,
+PostgreSQL with the Redis server at LOOMI_TEST_REDIS_URL (`python -m bench` starts a throwaway
+one). FakeTelegram runs in this process, with a hub API (used only to connect the bot through
+POST /api/telegram/listener/init and to read the store) and a worker: by default one separate
+`loomi worker` process (tests/e2e/harness.WorkerProcess; `--workers 1,2,3` runs the burst with
+each count in turn, `--worker inproc` a HubWorker on this event loop). The worker's real listener
+(python-telegram-bot long polling, at most 100 updates per getUpdates as on Telegram) -> Redis
+stream -> ingest -> store. Each pipeline is warmed up with 300 messages, and the clock starts
+only once the worker has done the background work they cause (the embedding indexer has
+embedded them, its model loaded; the insights loop has made their chats' insights).
 
-1. **e2e msgs/s**: FakeTelegram runs in this process, with a hub API (used only to connect the
-   bot through POST /api/telegram/listener/init and to read the store) and a worker: by default
-   one separate `loomi worker` process (tests/e2e/harness.WorkerProcess; `--workers K` for
-   more, `--worker inproc` for a HubWorker on this event loop). The worker's real listener
-   (python-telegram-bot long polling, at most 100 updates per getUpdates as on Telegram) ->
-   Redis stream -> ingest -> store. After a 300-message warm-up, N messages are posted into the
-   fake as fast as it takes them (yielding every 500 so it keeps serving getUpdates); the clock
-   runs from the first post until `SELECT count(*) FROM messages` (every 50 ms) shows all N.
-   Also printed: the 10%->90% slope (sustained rate without start-up and tail) and, from the
-   fake's side, each getUpdates cycle: time inside the fake vs. outside it (transfer, the
-   worker's handling, waiting for its event loop).
-2. **baseline rows/s**: the same N rows, read back from the e2e store, inserted into the
-   messages table of a second fresh database migrated to the same schema (indexes, FTS
-   trigger / GIN index included) with plain SQLAlchemy Core `INSERT` executemany, 500 rows per
-   transaction, through store.db.create_engine (the hub's drivers and settings).
+1. **e2e msg/s, whole run** (the headline): N messages (20,000; 5,000 with --quick) are waiting
+   at the fake when the clock starts (`--arrival stream`: posted while it runs, which makes the
+   poster compete with the fake in this process); the clock stops when
+   `SELECT count(*) FROM messages` (every 50 ms) shows all N. Also printed: the 10%->90% slope,
+   where the whole run loses against it (start-up, tail), and from the fake's side each
+   getUpdates cycle: time inside the fake vs. outside it (transfer, the worker's handling).
+2. **baseline rows/s**: right after, the same N rows, read back from the e2e store, inserted
+   into the messages table of a second fresh database migrated to the same schema (indexes,
+   FTS trigger / GIN index included) with plain SQLAlchemy Core `INSERT` executemany, 500 rows
+   per transaction, through store.db.create_engine (the hub's drivers and settings).
    `ratio = e2e / baseline`. Aim: >= 0.5.
-3. **latency**: messages posted into the fake at `--rate` per second for `--seconds`, the post
-   time recorded per (chat, message id). Visibility: this process subscribes to the Redis
-   pub/sub channel `loomi:changes` (ingest PUBLISHes the user id after each commit) and on
-   each notice reads the rows with `seq` above the last seen one, so a message counts as
-   visible only once it has been read back from the database (the read's own time included).
-   `--detect poll` reads every 5 ms instead. p50 / p99 in ms. Aim: p99 <= 100 ms at 500 msg/s.
+3. **latency** (first worker count only; `--no-latency` skips it), on another fresh pipeline so
+   it does not inherit the burst's embedding backlog: messages posted into the fake at `--rate`
+   per second for `--seconds` (10; 4 with --quick), the post time recorded per (chat, message
+   id). Visibility: this process subscribes to the Redis pub/sub channel `loomi:changes`
+   (ingest PUBLISHes the user id after each commit) and on each notice reads the rows with
+   `seq` above the last seen one, so a message counts as visible only once it has been read
+   back from the database (the read's own time included). `--detect poll` reads every 5 ms.
+   p50 / p99 in ms. Aim: p99 <= 100 ms at 500 msg/s. Baseline, in the same pipeline right
+   after: the same rate of rows written straight by this process (whatever is waiting in one
+   transaction, then PUBLISH), seen by the same reader: the database's and the reader's part.
 
-The fake is "lean" unless `--plain-fake`: same protocol, minus two costs that a real platform
-does not put on our cores (see TimedFake). Each phase prints CPU use: this process (bench +
-fake), the worker(s) and worker CPU per message, all postgres and redis-server processes, and
-the machine (with "others": load that is none of these; the machine is shared, so compare runs
-with little of it). `--profile DIR` records py-spy collapsed stacks of the worker and of this
+Each phase prints CPU use: this process (bench + fake), the worker(s) and worker CPU per
+message, all postgres and redis-server processes, and the machine (with "others": load that is
+none of these; the machine is shared, so compare runs with little of it). The fake is "lean"
+unless `--plain-fake`: same protocol, minus two costs that a real platform does not put on our
+cores (see TimedFake). `--profile DIR` records py-spy collapsed stacks of the worker and of this
 process per phase (py-spy must be installed in the venv; `BENCH_PYSPY_ARGS=--gil` adds flags).
+One BENCH line per figure (bench/common.py) for `python -m bench`.
 """
 
 from __future__ import annotations
@@ -57,15 +68,16 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import psutil
 import sqlalchemy as sa
 from redis.asyncio import Redis
 
 from store.db import create_engine, migrate
-from store.schema import accounts, messages, users
-from tests.conftest import REDIS_URL
+from store.schema import accounts, message_embeddings, messages, users
+from bench.common import emit
+from tests.conftest import REDIS_URL, embedded_redis
 from tests.e2e.harness import ROOT, WorkerProcess, e2e_env, fresh_database, running_hub
 from tests.fakes.telegram import FakeTelegram
 from workers import keys
@@ -140,7 +152,8 @@ class TimedFake(FakeTelegram):
         outside = [polls[i + 1][0] - polls[i][1] for i in range(len(polls) - 1) if polls[i][2]]
         inside = [p[1] - p[0] for p in busy]
         per = sum(p[2] for p in busy) / len(busy)
-        return (f"listener: {len(busy)} getUpdates with updates, {per:.0f} updates each, "
+        return (f"listener: first updates handed out {1000 * (busy[0][1] - since):.0f} ms after the clock started, "
+                f"{len(busy)} getUpdates with updates, {per:.0f} updates each, "
                 f"{1000 * sum(inside) / len(inside):.2f} ms in the fake + "
                 f"{1000 * sum(outside) / max(len(outside), 1):.2f} ms outside it per call")
 
@@ -341,10 +354,30 @@ class Throughput:
     cpu: str
     started: float = 0.0
     ended: float = 0.0
+    phases: str = ""
 
     @property
     def rate(self) -> float:
         return self.n / self.seconds
+
+
+def phases(t0: float, trace: list[tuple[float, int]], base: int, n: int) -> tuple[float | None, str]:
+    """The whole run cut where the store held its first row, 10% and 90% of N: the 10->90%
+    slope (sustained rate) and where the whole run loses against it (start-up, tail)."""
+    def first(fraction: float) -> tuple[float, int]:
+        return next((t, c) for t, c in trace if c - base >= max(1, fraction * n))
+
+    (t_first, _), (t_lo, c_lo), (t_hi, c_hi), (t_end, _) = first(0), first(0.1), first(0.9), trace[-1]
+    steady = (c_hi - c_lo) / (t_hi - t_lo) if t_hi > t_lo else None
+    text = (f"phases: first row stored after {1000 * (t_first - t0):.0f} ms, 0->10% {t_lo - t0:.2f} s, "
+            f"10->90% {t_hi - t_lo:.2f} s, 90->100% {t_end - t_hi:.2f} s")
+    if steady:
+        # what the whole run would have taken at the sustained rate throughout, and what each end added
+        ideal = n / steady
+        text += (f"; at the 10->90% rate all of it would take {ideal:.2f} s: start-up adds "
+                 f"{(t_lo - t0) - 0.1 * n / steady:+.2f} s, tail {(t_end - t_hi) - 0.1 * n / steady:+.2f} s "
+                 f"(COUNT(*) polled every 50 ms)")
+    return steady, text
 
 
 class Profiler:
@@ -378,9 +411,18 @@ class Profiler:
                 proc.kill()
 
 
-async def measure_throughput(poster: Poster, engine: Any, n: int, cpu: CpuMeter) -> Throughput:
+async def measure_throughput(poster: Poster, engine: Any, n: int, cpu: CpuMeter, arrival: str = "burst") -> Throughput:
+    """`burst`: all N messages are waiting at the platform when the clock starts (posted before,
+    without yielding, so the listener cannot take any early). `stream`: posted while the clock
+    runs, yielding to the fake every 500; the poster then shares this process's event loop with
+    the fake serving getUpdates, which delays the first answers by hundreds of ms on a busy
+    machine: a cost of the bench, not of the pipeline."""
     base = await count_rows(engine)
     poster.prepare(n)
+    posting_started = time.monotonic()
+    if arrival == "burst":
+        for _ in range(n):
+            poster.post()
     cpu.start()
     t0 = time.monotonic()
     posted_at = t0
@@ -393,15 +435,14 @@ async def measure_throughput(poster: Poster, engine: Any, n: int, cpu: CpuMeter)
                 await asyncio.sleep(0)  # let the fake serve getUpdates while we keep posting
         posted_at = time.monotonic()
 
-    posting = asyncio.create_task(post_all())
+    posting = asyncio.create_task(post_all()) if arrival == "stream" else None
     done_at, trace = await wait_for_count(engine, base + n, timeout=max(60, n / 200))
-    await posting
+    if posting is not None:
+        await posting
     usage = cpu.stop(n)
-    # the sustained part: from 10% to 90% of N stored (start-up and tail excluded)
-    lo = next((t, c) for t, c in trace if c - base >= 0.1 * n)
-    hi = next((t, c) for t, c in trace if c - base >= 0.9 * n)
-    steady = (hi[1] - lo[1]) / (hi[0] - lo[0]) if hi[0] > lo[0] else None
-    return Throughput(n, done_at - t0, posted_at - t0, steady, usage, t0, done_at)
+    steady, breakdown = phases(t0, trace, base, n)
+    post_seconds = posted_at - t0 if arrival == "stream" else t0 - posting_started
+    return Throughput(n, done_at - t0, post_seconds, steady, usage, t0, done_at, breakdown)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -420,7 +461,12 @@ class Latency:
     cpu: str
 
 
-async def measure_latency(poster: Poster, hub: Any, user_id: str, rate: float, seconds: float, detect: str, cpu: CpuMeter) -> Latency:
+async def measure_latency(
+    send: Callable[[], tuple[str, str]], hub: Any, user_id: str, rate: float, seconds: float, detect: str, cpu: CpuMeter,
+    prepare: Callable[[int], None] | None = None,
+) -> Latency:
+    """`send()` puts one message on its way and returns its (chat id, native id); the time until
+    this process has read that row back from the database is its latency."""
     engine = hub.engine
     posted: dict[tuple[str, str], float] = {}
     visible: dict[tuple[str, str], float] = {}
@@ -463,7 +509,8 @@ async def measure_latency(poster: Poster, hub: Any, user_id: str, rate: float, s
 
     ready = asyncio.Event()
     total = int(rate * seconds)
-    poster.prepare(total)
+    if prepare is not None:
+        prepare(total)
     observer = asyncio.create_task(observe_pubsub() if detect == "pubsub" else observe_poll())
     await ready.wait()
     cpu.start()
@@ -474,7 +521,7 @@ async def measure_latency(poster: Poster, hub: Any, user_id: str, rate: float, s
         if delay > 0:
             await asyncio.sleep(delay)
         now = time.monotonic()
-        posted[poster.post()] = now
+        posted[send()] = now
     posted_for = time.monotonic() - t0
     deadline = time.monotonic() + 30
     while len(visible.keys() & posted.keys()) < len(posted) and time.monotonic() < deadline:
@@ -488,6 +535,46 @@ async def measure_latency(poster: Poster, hub: Any, user_id: str, rate: float, s
     if not lat:
         raise RuntimeError("no message became visible")
     return Latency(total, len(lat), percentile(lat, 0.5), percentile(lat, 0.99), max(lat), total / posted_for, usage)
+
+
+class DirectWriter:
+    """The latency baseline: the same kind of rows written straight into the store by this
+    process, as a pipeline with nothing but the database in it would: each waits in a queue,
+    whatever is waiting goes in one transaction, then the commit is PUBLISHed on the changes
+    channel as ingest does. No platform, listener or stream. What is left of the pipeline's
+    latency above this is ours to cut; this part is the database's and the reader's."""
+
+    def __init__(self, hub: Any, template: dict[str, Any], seq: int) -> None:
+        self.hub, self.template, self.seq = hub, template, seq
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.count = 0
+        self.task: asyncio.Task[None] | None = None
+
+    def send(self) -> tuple[str, str]:
+        self.count += 1
+        self.seq += 1
+        row = {**self.template, "id": f"floor{self.count:08d}", "native_id": f"floor-{self.count}", "seq": self.seq}
+        self.queue.put_nowait(row)
+        return str(row["chat_id"]), row["native_id"]
+
+    async def _run(self) -> None:
+        while True:
+            rows = [await self.queue.get()]
+            while not self.queue.empty():
+                rows.append(self.queue.get_nowait())
+            async with self.hub.engine.begin() as conn:
+                await conn.execute(messages.insert(), rows)
+            await self.hub.redis.publish(keys.CHANGES_CHANNEL, self.template["user_id"])
+
+    async def __aenter__(self) -> "DirectWriter":
+        self.task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.task is not None
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
 
 
 async def measure_baseline(backend: str, tmp: Path, rows: list[dict[str, Any]], user: dict[str, Any], account: dict[str, Any]) -> float:
@@ -515,12 +602,14 @@ async def measure_baseline(backend: str, tmp: Path, rows: list[dict[str, Any]], 
 
 @dataclass
 class Outcome:
-    throughput: Throughput
-    latency: Latency
+    throughput: Throughput | None
+    latency: Latency | None
+    floor: Latency | None
     rows: list[dict[str, Any]]
     user: dict[str, Any]
     account: dict[str, Any]
     listener: str
+    warm: str
 
 
 async def wait_connected(hub: Any, account_id: str, timeout: float = 30) -> None:
@@ -533,40 +622,118 @@ async def wait_connected(hub: Any, account_id: str, timeout: float = 30) -> None
     raise TimeoutError(f"the Telegram listener did not connect (state {state!r})")
 
 
-async def run_pipeline(backend: str, args: argparse.Namespace, mode: str, tmp: Path) -> Outcome:
-    redis_url = f"{REDIS_URL}/{args.redis_db}"
+def redis_url(backend: str, args: argparse.Namespace) -> str:
+    """The Redis each kind of deployment runs: `loomi serve` on SQLite starts the embedded Redis
+    6.2 (unix socket, append-only file, fsync every second); a PostgreSQL deployment has a Redis
+    server (LOOMI_TEST_REDIS_URL). `--redis shared` puts both on the latter."""
+    if backend == "sqlite" and args.redis == "paired":
+        return f"{embedded_redis().url}?db={args.redis_db}"
+    return f"{REDIS_URL}/{args.redis_db}"
+
+
+async def run_pipeline(backend: str, args: argparse.Namespace, mode: str, workers: int, phase: str, tmp: Path) -> Outcome:
+    url = redis_url(backend, args)
     try:
-        return await _run_pipeline(backend, args, mode, tmp, redis_url)
+        return await _run_pipeline(backend, args, mode, workers, phase, tmp, url)
     finally:
         # after every worker has stopped (an in-process one stops when running_hub exits)
-        cleanup = Redis.from_url(redis_url)
+        cleanup = Redis.from_url(url)
         try:
             await cleanup.flushdb()
         finally:
             await cleanup.aclose()
 
 
-async def _run_pipeline(backend: str, args: argparse.Namespace, mode: str, tmp: Path, redis_url: str) -> Outcome:
+async def _run_pipeline(
+    backend: str, args: argparse.Namespace, mode: str, workers: int, phase: str, tmp: Path, url: str
+) -> Outcome:
     async with TimedFake(lean=not args.plain_fake) as fake, fresh_database(backend, tmp) as db:
         fake.add_bot(TOKEN, BOT_ID, "bench_bot")
         poster = Poster(fake, args.chats, args.chars)
         env = e2e_env(
-            backend, tmp, db, redis_url=redis_url,
+            backend, tmp, db, redis_url=url,
             LOOMI_TELEGRAM_BASE_URL=fake.base_url,
             # production values for everything on the hot path; only the scan is quicker
             LOOMI_LEASE_MS="10000", LOOMI_HEARTBEAT_SECONDS="3", LOOMI_INGEST_CLAIM_IDLE_MS="30000",
             **dict(item.split("=", 1) for item in args.set),
         )
         with inproc_indexer(args.indexer):
-            return await _measure(backend, args, mode, tmp, fake, poster, env)
+            return await _measure(backend, args, mode, workers, phase, tmp, fake, poster, env)
+
+
+def indexer_runs(args: argparse.Namespace) -> bool:
+    """Whether the worker embeds messages in the background (its indexer is there, on, and has
+    a model to load)."""
+    if not (args.indexer and has_indexer()):
+        return False
+    from ai.local.embeddings import ModelNotInstalledError, find_model_dir
+
+    try:
+        find_model_dir()
+    except ModelNotInstalledError:
+        return False
+    return True
+
+
+async def wait_settled(hub: Any, user_id: str, indexer: bool, timeout: float) -> str:
+    """Until the background work the warm-up caused is done: the embedding indexer has embedded
+    every warm-up message (its model loaded) and the insights loop has folded them in (one
+    insight per chat, 5 s after a chat's last message), as on a hub that has been running a
+    while. Otherwise a second or more of model loading and embedding and the warm-up chats'
+    insights land inside the measured run, on the same cores."""
+    from ai.insights.worker import CURSOR
+
+    started = time.monotonic()
+    query = sa.select(
+        sa.select(users.c.seq).where(users.c.id == user_id).scalar_subquery(),
+        sa.select(sa.func.count()).select_from(messages).where(messages.c.user_id == user_id, messages.c.text != "").scalar_subquery(),
+        sa.select(sa.func.count()).select_from(message_embeddings).where(message_embeddings.c.user_id == user_id).scalar_subquery(),
+    )
+    embedded_at = None if indexer else 0.0
+    while True:
+        async with hub.engine.connect() as conn:
+            seq, stored, embedded = (await conn.execute(query)).one()
+        folded = int(await hub.redis.hget(CURSOR, user_id) or 0)
+        waited = time.monotonic() - started
+        if embedded_at is None and embedded >= stored:
+            embedded_at = waited
+        if embedded_at is not None and folded >= seq:
+            what = f"warm-up embedded after {embedded_at:.1f} s, " if indexer else ""
+            return f"{what}its insights made after {waited:.1f} s"
+        if waited > timeout:
+            return (f"not settled after {timeout:.0f} s: {stored - embedded if indexer else 0} messages to embed, "
+                    f"insights at seq {folded} of {seq}")
+        await asyncio.sleep(0.2)
+
+
+async def wait_idle(pids: list[int], timeout: float, below: float = 0.1) -> str:
+    """Until the worker processes use under `below` of a core over half a second: nothing else
+    they started on their own (a vector index build, a retry) still runs when the clock starts."""
+    if not pids:
+        return "in-process worker"
+    procs = [psutil.Process(pid) for pid in pids]
+
+    def used() -> float:
+        return sum(sum(p.cpu_times()[:2]) for p in procs)
+
+    started = time.monotonic()
+    while True:
+        before, t = used(), time.monotonic()
+        await asyncio.sleep(0.5)
+        share = (used() - before) / (time.monotonic() - t)
+        if share < below or time.monotonic() - started > timeout:
+            return f"worker cpu {100 * share:.0f}% when the clock started"
 
 
 async def _measure(
-    backend: str, args: argparse.Namespace, mode: str, tmp: Path, fake: TimedFake, poster: Poster, env: dict[str, str]
+    backend: str, args: argparse.Namespace, mode: str, workers_wanted: int, phase: str, tmp: Path,
+    fake: TimedFake, poster: Poster, env: dict[str, str],
 ) -> Outcome:
+    """One pipeline on a fresh database: set up, warm up, then one phase: `throughput` (a burst
+    of N) or `latency` (a steady rate, then the same rate written straight: the floor)."""
     async with running_hub(env, worker=(mode == "inproc")) as running:
         hub = running.hub
-        count = args.workers if mode == "process" else 0
+        count = workers_wanted if mode == "process" else 0
         workers = [BenchWorker(env, tmp / f"worker{i}.log", indexer=args.indexer).start() for i in range(count)]
         try:
             headers = await running.login()
@@ -578,30 +745,45 @@ async def _measure(
                 account = dict((await conn.execute(accounts.select().where(accounts.c.id == account_id))).mappings().one())
                 user = dict((await conn.execute(users.select().where(users.c.id == account["user_id"]))).mappings().one())
             cpu = CpuMeter([w.pid for w in workers])
-            # warm-up: imports, prepared statements, PTB and SQLAlchemy caches
+            # warm-up: imports, prepared statements, PTB and SQLAlchemy caches, the embedding model,
+            # then the background work it causes (embeddings, insights): the clock starts at rest
             for _ in range(300):
                 poster.post()
             await wait_for_count(hub.engine, 300, timeout=30)
+            warm = await wait_settled(hub, user["id"], indexer_runs(args), timeout=90)
+            warm += "; " + await wait_idle([w.pid for w in workers], timeout=20)
             async with hub.engine.connect() as conn:
                 seq_before = int((await conn.execute(sa.select(users.c.seq).where(users.c.id == user["id"]))).scalar_one())
             pids = {"bench": os.getpid(), **{f"worker{i}": w.pid for i, w in enumerate(workers)}}
-            with Profiler(args.profile, f"{backend}-{mode}-throughput", pids):
-                throughput = await measure_throughput(poster, hub.engine, args.messages, cpu)
-            listener = fake.poll_summary(throughput.started, throughput.ended)
+            account["state"] = "stopped"
+            outcome = Outcome(None, None, None, [], user, account, "", warm)
+            if phase == "latency":
+                await asyncio.sleep(0.5)
+                with Profiler(args.profile, f"{backend}-{mode}-x{count}-latency", pids):
+                    outcome.latency = await measure_latency(poster.post, hub, user["id"], args.rate, args.seconds,
+                                                            args.detect, cpu, prepare=poster.prepare)
+                await asyncio.sleep(0.5)
+                async with hub.engine.connect() as conn:
+                    seq = int((await conn.execute(sa.select(users.c.seq).where(users.c.id == user["id"]))).scalar_one())
+                    template = dict((await conn.execute(
+                        messages.select().where(messages.c.user_id == user["id"]).order_by(messages.c.seq.desc()).limit(1)
+                    )).mappings().one())
+                async with DirectWriter(hub, template, seq) as writer:
+                    outcome.floor = await measure_latency(writer.send, hub, user["id"], args.rate, args.seconds, args.detect, cpu)
+                return outcome
+            with Profiler(args.profile, f"{backend}-{mode}-x{count}-throughput", pids):
+                outcome.throughput = await measure_throughput(poster, hub.engine, args.messages, cpu, args.arrival)
+            outcome.listener = fake.poll_summary(outcome.throughput.started, outcome.throughput.ended)
             async with hub.engine.connect() as conn:
-                rows = [
+                outcome.rows = [
                     dict(row)
                     for row in (await conn.execute(
                         messages.select().where(messages.c.user_id == user["id"], messages.c.seq > seq_before).order_by(messages.c.seq)
                     )).mappings()
                 ]
-            if len(rows) != args.messages:
-                raise RuntimeError(f"the store holds {len(rows)} new rows for {args.messages} messages sent")
-            await asyncio.sleep(0.5)
-            with Profiler(args.profile, f"{backend}-{mode}-latency", pids):
-                latency = await measure_latency(poster, hub, user["id"], args.rate, args.seconds, args.detect, cpu)
-            account["state"] = "stopped"
-            return Outcome(throughput, latency, rows, user, account, listener)
+            if len(outcome.rows) != args.messages:
+                raise RuntimeError(f"the store holds {len(outcome.rows)} new rows for {args.messages} messages sent")
+            return outcome
         finally:
             for w in workers:
                 w.stop()
@@ -611,48 +793,100 @@ def _fmt(n: float) -> str:
     return f"{n:,.0f}"
 
 
+BASELINE_LABEL = "plain batched INSERT, 500 rows/transaction, same rows and schema, fresh database"
+FLOOR_LABEL = "the same rows written straight by the bench: batched commit + PUBLISH, no platform/listener/stream"
+
+
 async def run_backend(backend: str, args: argparse.Namespace) -> list[str]:
+    """Per worker mode and worker count: a burst through the pipeline, then the raw insert of the
+    rows it stored (the baseline, right after it); for the first count, latency on a second
+    fresh pipeline (so it does not inherit the burst's embedding backlog) and its floor."""
     lines: list[str] = []
     modes = ["process", "inproc"] if args.worker == "both" else [args.worker]
-    baseline: float | None = None
+    scaling = len(args.workers) > 1
     for mode in modes:
-        with tempfile.TemporaryDirectory(prefix="loomi-bench-") as tmp:
-            outcome = await run_pipeline(backend, args, mode, Path(tmp))
-        t, lat = outcome.throughput, outcome.latency
-        if baseline is None:
+        counts = args.workers if mode == "process" else [1]
+        first: float | None = None
+        for i, k in enumerate(counts):
+            with tempfile.TemporaryDirectory(prefix="loomi-bench-") as tmp:
+                burst = await run_pipeline(backend, args, mode, k, "throughput", Path(tmp))
             with tempfile.TemporaryDirectory(prefix="loomi-bench-base-") as tmp:
-                baseline = await measure_baseline(backend, Path(tmp), outcome.rows, outcome.user, outcome.account)
-        tag = f"{backend:<10}" + ("" if len(modes) == 1 else f" [{mode}]")
-        steady = f", steady 10-90% {_fmt(t.steady)} msg/s" if t.steady else ""
-        result = [
-            f"{tag} e2e {_fmt(t.rate)} msg/s  baseline {_fmt(baseline)} rows/s  ratio {t.rate / baseline:.2f}",
-            f"{tag}   ({t.n:,} msgs in {t.seconds:.2f} s, posting took {t.post_seconds:.2f} s{steady}; {t.cpu})",
-            f"{tag}   ({outcome.listener})",
-            f"{tag} latency @{args.rate:g}/s p50 {lat.p50:.1f} ms p99 {lat.p99:.1f} ms",
-            f"{tag}   ({lat.seen}/{lat.sent} seen, max {lat.worst:.1f} ms, posted at {lat.achieved_rate:.0f}/s, "
-            f"detect={args.detect}, worker={mode}; {lat.cpu})",
-        ]
-        for line in result:
-            _say(line)
-        lines += result
+                baseline = await measure_baseline(backend, Path(tmp), burst.rows, burst.user, burst.account)
+            steady = None
+            if args.latency and i == 0:
+                with tempfile.TemporaryDirectory(prefix="loomi-bench-") as tmp:
+                    steady = await run_pipeline(backend, args, mode, k, "latency", Path(tmp))
+            result = report(backend, args, mode, k, burst, steady, baseline, first, tagged=len(modes) > 1, scaling=scaling)
+            assert burst.throughput is not None
+            first = first or burst.throughput.rate
+            for line in result:
+                _say(line)
+            lines += result
     return lines
+
+
+def report(
+    backend: str, args: argparse.Namespace, mode: str, k: int, burst: Outcome, steady: Outcome | None,
+    baseline: float, first: float | None, *, tagged: bool, scaling: bool,
+) -> list[str]:
+    """The human lines of one worker count, and its BENCH lines (printed here)."""
+    t = burst.throughput
+    assert t is not None
+    label = f"{k} worker{'s' if k > 1 else ''}" if mode == "process" else "in-process worker"
+    tag = f"{backend:<10}" + (f" [{mode}]" if tagged else "") + (f" x{k}" if scaling else "")
+    ratio = t.rate / baseline
+    versus = f"  ({t.rate / first:.2f}x the first count)" if first else ""
+    slope = f", steady 10-90% {_fmt(t.steady)} msg/s = ratio {t.steady / baseline:.2f}" if t.steady else ""
+    result = [
+        f"{tag} e2e {_fmt(t.rate)} msg/s  baseline {_fmt(baseline)} rows/s  ratio {ratio:.2f}{versus}",
+        f"{tag}   ({t.n:,} msgs in {t.seconds:.2f} s, "
+        + (f"posted in {t.post_seconds:.2f} s before the clock" if args.arrival == "burst" else f"posting took {t.post_seconds:.2f} s")
+        + f"{slope}; {t.cpu})",
+        f"{tag}   ({t.phases}; {burst.warm})",
+        f"{tag}   ({burst.listener})",
+    ]
+    figure = f"{backend} e2e msg/s, whole run" + (f", {label}" if scaling or mode != "process" or k != 1 else "")
+    emit("ingest", figure, t.rate, "msg/s", baseline=baseline, baseline_label=BASELINE_LABEL,
+         aim="ratio >= 0.5", ok=ratio >= 0.5)
+    if steady is not None and steady.latency is not None and steady.floor is not None:
+        lat, floor = steady.latency, steady.floor
+        result += [
+            f"{tag} latency @{args.rate:g}/s p50 {lat.p50:.1f} ms p99 {lat.p99:.1f} ms"
+            f"  written straight p50 {floor.p50:.1f} ms p99 {floor.p99:.1f} ms",
+            f"{tag}   ({lat.seen}/{lat.sent} seen, max {lat.worst:.1f} ms, posted at {lat.achieved_rate:.0f}/s, "
+            f"detect={args.detect}, worker={mode}; {steady.warm}; {lat.cpu})",
+            f"{tag}   (written straight: {floor.seen}/{floor.sent} seen, max {floor.worst:.1f} ms; {floor.cpu})",
+        ]
+        where = f"{backend} event-to-visible @{args.rate:g} msg/s"
+        emit("ingest", f"{where}, p50", lat.p50, "ms", baseline=floor.p50, baseline_label=FLOOR_LABEL)
+        emit("ingest", f"{where}, p99", lat.p99, "ms", baseline=floor.p99, baseline_label=FLOOR_LABEL,
+             aim="p99 <= 100 ms", ok=lat.p99 <= 100)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
-    parser.add_argument("--messages", type=int, default=20_000, help="messages for the throughput run")
+    parser.add_argument("--quick", action="store_true", help="5,000 messages and 4 s of latency (defaults 20,000 and 10 s)")
+    parser.add_argument("--messages", type=int, help="messages for the throughput run (default 20,000)")
     parser.add_argument("--rate", type=float, default=500, help="messages/s for the latency run")
-    parser.add_argument("--seconds", type=float, default=10, help="length of the latency run")
+    parser.add_argument("--seconds", type=float, help="length of the latency run (default 10)")
+    parser.add_argument("--no-latency", dest="latency", action="store_false", help="throughput only")
+    parser.add_argument("--arrival", choices=["burst", "stream"], default="burst",
+                        help="burst: the N messages wait at the platform when the clock starts; stream: posted while it runs")
     parser.add_argument("--worker", choices=["process", "inproc", "both"], default="process",
                         help="`loomi worker` subprocess (default) or a HubWorker on this event loop")
-    parser.add_argument("--workers", type=int, default=1, help="how many `loomi worker` processes (process mode)")
+    parser.add_argument("--workers", default="1", metavar="K[,K...]",
+                        help="how many `loomi worker` processes (process mode); a list runs each count in turn")
     parser.add_argument("--no-indexer", dest="indexer", action="store_false",
                         help="run the worker without its background embedding indexer (the message pipeline alone)")
     parser.add_argument("--detect", choices=["pubsub", "poll"], default="pubsub", help="how visibility is noticed")
     parser.add_argument("--plain-fake", action="store_true", help="FakeTelegram as is (O(backlog) confirms, deep copies)")
     parser.add_argument("--chats", type=int, default=8)
     parser.add_argument("--chars", type=int, default=200, help="characters of text per message")
+    parser.add_argument("--redis", choices=["paired", "shared"], default="paired",
+                        help="paired: SQLite with the embedded Redis, PostgreSQL with LOOMI_TEST_REDIS_URL; "
+                             "shared: both with LOOMI_TEST_REDIS_URL")
     parser.add_argument("--redis-db", type=int, default=10)
     parser.add_argument("--set", action="append", default=[], metavar="LOOMI_X=VALUE",
                         help="an extra setting for the hub and worker, e.g. LOOMI_INGEST_BATCH=200 (repeatable)")
@@ -660,11 +894,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if any("=" not in item for item in args.set):
         parser.error("--set takes LOOMI_X=VALUE")
+    try:
+        args.workers = [int(k) for k in args.workers.split(",")]
+    except ValueError:
+        parser.error("--workers takes a count or a list of counts, e.g. 1,2,3")
+    if any(k < 1 for k in args.workers):
+        parser.error("--workers: at least 1")
+    args.messages = args.messages or (5_000 if args.quick else 20_000)
+    args.seconds = args.seconds or (4 if args.quick else 10)
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     indexer = ("on" if args.indexer else "off") if has_indexer() else "none in this worker"
-    _say(f"bench.ingest: {args.messages:,} messages, latency at {args.rate:g}/s for {args.seconds:g} s, "
-         f"worker={args.worker} x{args.workers}, embedding indexer {indexer}, {os.cpu_count()} cores, "
-         f"python {sys.version.split()[0]}")
+    redis = {b: ("embedded" if b == "sqlite" and args.redis == "paired" else REDIS_URL) for b in backends}
+    _say(f"bench.ingest: {args.messages:,} messages"
+         + (f", latency at {args.rate:g}/s for {args.seconds:g} s" if args.latency else "")
+         + f", worker={args.worker} x{','.join(map(str, args.workers))}, embedding indexer {indexer}, "
+         f"Redis {', '.join(f'{b}: {u}' for b, u in redis.items())}, {os.cpu_count()} cores, python {sys.version.split()[0]}")
     started = time.monotonic()
     summary: list[str] = []
 
@@ -675,7 +919,7 @@ def main(argv: list[str] | None = None) -> int:
     asyncio.run(go())
     _say(f"summary ({time.monotonic() - started:.0f} s):")
     for line in summary:
-        if "(" not in line:
+        if "   (" not in line:  # the headline lines, not the details under them
             _say("  " + line)
     return 0
 
