@@ -34,7 +34,6 @@ import argparse
 import asyncio
 import bisect
 import copy
-import json
 import math
 import os
 import random
@@ -48,12 +47,13 @@ import sqlalchemy as sa
 from aiohttp import web
 from redis.asyncio import Redis
 
+from bench.common import emit
 from bench.ingest import CpuMeter
 from connectors.base import AccountSpec
 from connectors.slack.history import PAGE_LIMIT
 from store import accounts as account_store
 from store.schema import messages
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL, embedded_redis
 from tests.e2e.harness import WorkerProcess, e2e_env, fresh_database, running_hub
 from tests.fakes.slack import FakeSlack, _cursor, _uncursor, ts_key
 from workers import keys
@@ -72,13 +72,10 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
-def bench_line(figure: str, value: float, unit: str, baseline: float | None, label: str, ratio: float | None,
-               aim: str, ok: bool | None) -> str:
-    return "BENCH " + json.dumps({
-        "bench": "backfill", "figure": figure, "value": round(value, 3), "unit": unit,
-        "baseline": None if baseline is None else round(baseline, 3), "baseline_label": label,
-        "ratio": None if ratio is None else round(ratio, 3), "aim": aim, "ok": ok,
-    })
+def redis_url(backend: str, db: int) -> str:
+    """The Redis each kind of deployment runs: the embedded Redis 6.2 `loomi serve` starts on
+    SQLite, a Redis server (LOOMI_TEST_REDIS_URL) beside PostgreSQL."""
+    return f"{embedded_redis().url}?db={db}" if backend == "sqlite" else f"{REDIS_URL}/{db}"
 
 
 class RateLimitedSlack(FakeSlack):
@@ -193,18 +190,18 @@ async def wait_state(redis: Redis, account_id: str, state: bytes, timeout: float
 async def run_backend(backend: str, args: argparse.Namespace) -> list[str]:
     with tempfile.TemporaryDirectory(prefix="loomi-bench-backfill-") as tmp_name:
         tmp = Path(tmp_name)
-        redis_url = f"{REDIS_URL}/{args.redis_db}"
+        url = redis_url(backend, args.redis_db)
         try:
-            return await _run(backend, args, tmp, redis_url)
+            return await _run(backend, args, tmp, url)
         finally:
-            cleanup = Redis.from_url(redis_url)
+            cleanup = Redis.from_url(url)
             try:
                 await cleanup.flushdb()
             finally:
                 await cleanup.aclose()
 
 
-async def _run(backend: str, args: argparse.Namespace, tmp: Path, redis_url: str) -> list[str]:
+async def _run(backend: str, args: argparse.Namespace, tmp: Path, url: str) -> list[str]:
     n, rate = args.messages, args.rate
     floor = n / (PAGE_LIMIT * rate)
     async with RateLimitedSlack(rate=rate) as fake, fresh_database(backend, tmp) as db:
@@ -213,7 +210,7 @@ async def _run(backend: str, args: argparse.Namespace, tmp: Path, redis_url: str
         _say(f"{backend}: seeded {n:,} messages over {args.channels} channels in {time.monotonic() - t:.1f} s; "
              f"limit {rate:g} history requests/s, {PAGE_LIMIT} a page: floor {floor:.1f} s")
         env = e2e_env(
-            backend, tmp, db, redis_url=redis_url,
+            backend, tmp, db, redis_url=url,
             LOOMI_SLACK_BASE_URL=fake.base_url, LOOMI_SLACK_APP_TOKEN=fake.app_token,
             LOOMI_LEASE_MS="10000", LOOMI_HEARTBEAT_SECONDS="3", LOOMI_INGEST_CLAIM_IDLE_MS="30000",
         )
@@ -264,10 +261,11 @@ async def _run(backend: str, args: argparse.Namespace, tmp: Path, redis_url: str
     ]
     for line in lines:
         _say(line)
-    _say(bench_line(f"{backend} backfill time vs rate-limit floor", hub_time, "s", floor,
-                    f"floor: {n:,} msgs / ({PAGE_LIMIT}/page x {rate:g} req/s)", ratio, "ratio <= 1.2", ratio <= 1.2))
-    _say(bench_line(f"{backend} messages stored exactly once", len(stored_ids) if exact else 0, "messages", n,
-                    "messages seeded", (len(stored_ids) if exact else 0) / n, "ratio = 1 (count = distinct = seeded)", exact))
+    emit("backfill", f"{backend} backfill time vs rate-limit floor", round(hub_time, 2), "s", baseline=round(floor, 2),
+         baseline_label=f"floor: {n:,} msgs / ({PAGE_LIMIT}/page x {rate:g} req/s)", ratio=ratio, aim="ratio <= 1.2",
+         ok=ratio <= 1.2)
+    emit("backfill", f"{backend} messages stored exactly once", len(stored_ids) if exact else 0, "messages", baseline=n,
+         baseline_label="messages seeded", aim="ratio = 1 (count = distinct = seeded)", ok=exact)
     if not exact:
         raise SystemExit(f"bench.backfill: {backend}: the store does not hold the seeded messages exactly once")
     return [lines[0], lines[2]]
@@ -280,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=None, help="messages of history (default 100,000)")
     parser.add_argument("--channels", type=int, default=None, help="default 4 (2 with --quick): whole pages each")
     parser.add_argument("--rate", type=float, default=3.0, help="conversations.history requests/s the fake allows")
-    parser.add_argument("--redis-db", type=int, default=9)
+    parser.add_argument("--redis-db", type=int, default=9, help="of the embedded Redis (SQLite) or LOOMI_TEST_REDIS_URL")
     args = parser.parse_args(argv)
     args.messages = args.messages or (10_000 if args.quick else 100_000)
     args.channels = args.channels or (2 if args.quick else 4)

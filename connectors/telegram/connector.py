@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from telegram.request import HTTPXRequest
-
 from config.settings import PlatformSettings
 from connectors.base import (
     Account,
@@ -27,7 +25,7 @@ from connectors.base import (
     WebhookReply,
     WebhookRequest,
 )
-from connectors.telegram.client import make_bot
+from connectors.telegram.client import make_bot, new_request
 from connectors.telegram.inbound import normalize as normalize_update
 from connectors.telegram.listen import listen as listen_for_updates
 from connectors.telegram.outbound import send as send_message
@@ -62,6 +60,6 @@ class TelegramConnector:
         """Remove our webhook, so Telegram stops posting to an account that no longer exists."""
         if account.settings.get("mode") != "webhook":
             return
-        async with HTTPXRequest(connection_pool_size=1) as request:
+        async with new_request() as request:
             bot = make_bot(self.settings, account.credentials["bot_token"], request)
             await bot.delete_webhook(drop_pending_updates=False)

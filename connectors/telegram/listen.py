@@ -21,11 +21,9 @@ from typing import Any, Awaitable, Callable, TypeVar
 
 from telegram import Bot
 from telegram.error import Conflict, InvalidToken, RetryAfter
-from telegram.request import HTTPXRequest
-
 from config.settings import PlatformSettings
 from connectors.base import Account, AccountState, Envelope, ListenContext, NeedsReauth
-from connectors.telegram.client import PLATFORM, RawRequest, make_bot, reauth, retry_seconds
+from connectors.telegram.client import PLATFORM, RawRequest, make_bot, new_request, reauth, retry_seconds
 from connectors.telegram.inbound import ALLOWED_UPDATES
 
 log = logging.getLogger("loomi.telegram")
@@ -58,8 +56,8 @@ async def listen(settings: PlatformSettings, ctx: ListenContext, *, poll_timeout
     mode = account.settings.get("mode") or "polling"
     if mode not in ("polling", "webhook"):
         raise ValueError(f"unknown Telegram mode {mode!r}: use polling or webhook")
-    updates = _RawUpdates(connection_pool_size=1)
-    bot = make_bot(settings, token, HTTPXRequest(connection_pool_size=2), updates)
+    updates = new_request(_RawUpdates)
+    bot = make_bot(settings, token, new_request(pool=2), updates)
     try:
         await _obey(bot.initialize)  # getMe: a rejected token fails here
         if mode == "webhook":

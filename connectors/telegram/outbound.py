@@ -12,7 +12,7 @@ from telegram.error import InvalidToken, RetryAfter
 
 from config.settings import PlatformSettings
 from connectors.base import Account, NeedsReauth, Outbound, RateLimited, Sent
-from connectors.telegram.client import RawRequest, make_bot, reauth, retry_seconds
+from connectors.telegram.client import RawRequest, make_bot, new_request, reauth, retry_seconds
 from connectors.telegram.inbound import to_message
 
 
@@ -26,7 +26,7 @@ async def send(settings: PlatformSettings, account: Account, outbound: Outbound,
         options["reply_parameters"] = ReplyParameters(int(outbound.reply_to_id), allow_sending_without_reply=True)
     if outbound.thread_id:
         options["message_thread_id"] = int(outbound.thread_id)
-    request = RawRequest(connection_pool_size=1)
+    request = new_request(RawRequest)
     bot = make_bot(settings, token, request)
     waited = 0.0
     async with request:  # no Bot.initialize: that would cost a getMe per send

@@ -7,11 +7,10 @@ import secrets
 from typing import Any
 
 from telegram.error import InvalidToken, NetworkError, RetryAfter
-from telegram.request import HTTPXRequest
 
 from config.settings import PlatformSettings
 from connectors.base import AccountSpec, NeedsReauth, PlatformUnavailable, RateLimited, SetupContext
-from connectors.telegram.client import make_bot, reauth, retry_seconds
+from connectors.telegram.client import make_bot, new_request, reauth, retry_seconds
 
 TOKEN = re.compile(r"\d+:[A-Za-z0-9_-]+")
 MODES = ("polling", "webhook")
@@ -31,7 +30,7 @@ async def connect(settings: PlatformSettings, fields: dict[str, Any], setup: Set
     token = token.strip()
     if not TOKEN.fullmatch(token):
         raise NeedsReauth("not a Telegram bot token (expected <bot id>:<secret> from BotFather)")
-    request = HTTPXRequest(connection_pool_size=1)
+    request = new_request()
     async with request:
         try:
             me = await make_bot(settings, token, request).get_me()

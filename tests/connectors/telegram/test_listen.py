@@ -303,3 +303,34 @@ async def test_webhook_mode_needs_a_url(tg: FakeTelegram, connector: TelegramCon
         await connector.listen(RecordingContext(make_account(mode="webhook")))
     with pytest.raises(ValueError):
         await connector.listen(RecordingContext(make_account(mode="carrier-pigeon")))
+
+
+async def test_listeners_and_sends_share_one_tls_context(tg: FakeTelegram, connector: TelegramConnector,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading the CA bundle is what a TLS context costs (~0.9 MB, ~0.1 s): done once per
+    process, not once per client (two per listener, one per send; bench/listeners)."""
+    import ssl
+
+    from connectors.base import Outbound
+    from connectors.telegram.client import tls_context
+
+    shared = tls_context()
+    loads: list[object] = []
+    real = ssl.SSLContext.load_verify_locations
+
+    def counted(self: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
+        loads.append(self)
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counted)
+    tokens = [f"{700 + i}:AAsharedTlsToken{i}" for i in range(3)]
+    contexts = []
+    for i, token in enumerate(tokens):
+        tg.add_bot(token, 700 + i, f"shared_tls_bot_{i}")
+        contexts.append(RecordingContext(make_account(token)))
+    async with contextlib.AsyncExitStack() as stack:
+        for ctx in contexts:
+            await stack.enter_async_context(running(connector, ctx))
+        await wait_until(lambda: all(ctx.states == [AccountState.CONNECTED] for ctx in contexts))
+        await connector.send(make_account(), Outbound(chat_id=str(PRIVATE), text="one more client"))
+    assert loads == [] and tls_context() is shared
