@@ -16,8 +16,8 @@ ramp (25 listeners per scan, `LOOMI_SCAN_SECONDS=0.5`), each a python-telegram-b
 - time until every account's status says `connected`;
 - the worker's RSS (and USS) holding all of them, settled; `MB per listener` =
   (RSS - baseline) / N. Aim: N = 1,000 under 1 GB;
-- its CPU while idle, over one long-poll period (30 s), and this process's (bench + fake: the
-  fake must not be what limits the worker);
+- its CPU while idle, over one long-poll period (30 s), against its idle CPU holding none; and
+  this process's (bench + fake: the fake must not be what limits the worker);
 - one message posted to each of M (default 100) random bots, 50 ms apart: every one stored,
   latency from the post to the row's ingest time (`messages.created_at`), p50 / p99.
 
@@ -67,6 +67,14 @@ def token(i: int) -> str:
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+async def cpu_use(pid: int, seconds: float) -> float:
+    """% of one core a process used over the next `seconds`."""
+    proc = psutil.Process(pid)
+    before, started = sum(proc.cpu_times()[:2]), time.monotonic()
+    await asyncio.sleep(seconds)
+    return 100 * (sum(proc.cpu_times()[:2]) - before) / (time.monotonic() - started)
 
 
 def memory(pid: int) -> tuple[float, float]:
@@ -141,7 +149,9 @@ async def _run(args: argparse.Namespace, tmp: Path, url: str) -> list[str]:
             worker = BenchWorker(env, tmp / "worker.log", indexer=args.indexer).start()
             try:
                 base_rss, base_uss = await settled_memory(worker.pid, at_least=8)
-                _say(f"worker {worker.pid} holding 0 listeners: RSS {base_rss:.1f} MB, USS {base_uss:.1f} MB")
+                base_cpu = await cpu_use(worker.pid, 10)
+                _say(f"worker {worker.pid} holding 0 listeners: RSS {base_rss:.1f} MB, USS {base_uss:.1f} MB, "
+                     f"idle CPU {base_cpu:.1f}% of a core")
 
                 started = time.monotonic()
                 account_ids = await insert_accounts(hub, me["id"], n)
@@ -164,12 +174,12 @@ async def _run(args: argparse.Namespace, tmp: Path, url: str) -> list[str]:
                 cpu = CpuMeter([worker.pid])
                 cpu.start()
                 polls_before = fake.calls["getUpdates"]
-                await asyncio.sleep(POLL_SECONDS)
-                idle_cpu = cpu.stop(1)
+                idle_cpu = await cpu_use(worker.pid, POLL_SECONDS)
+                usage = cpu.stop(1)
                 polls = fake.calls["getUpdates"] - polls_before
                 lost = n - sum(state == b"connected" for state in await states(hub.redis, account_ids))
-                _say(f"idle {POLL_SECONDS} s: {polls} getUpdates ({polls / POLL_SECONDS:.0f}/s), {idle_cpu.split('=')[0]}"
-                     f"{idle_cpu.split('msg, ')[-1] if '=' in idle_cpu else ''}; {lost} listeners not connected")
+                _say(f"idle {POLL_SECONDS} s: worker {idle_cpu:.1f}% of a core, {polls} getUpdates ({polls / POLL_SECONDS:.0f}/s); "
+                     f"{usage.split(' = ')[0].split(', worker')[0]}, {usage.split('msg, ')[-1]}; {lost} listeners not connected")
 
                 latencies = await send_and_measure(fake, hub, account_ids, args.messages)
                 after_rss, after_uss = memory(worker.pid)
@@ -191,6 +201,8 @@ async def _run(args: argparse.Namespace, tmp: Path, url: str) -> list[str]:
          baseline_label="the same worker holding 0", aim="< 1024 MB with 1,000", ok=rss < 1024 if n >= 1000 else None)
     emit("listeners", "RSS per listener", round(per * 1000, 1), "KB", baseline=round(budget * 1000, 1),
          baseline_label="(1024 MB - RSS holding 0) / 1,000", aim="ratio <= 1 (1,000 fit in 1 GB)", ok=per <= budget)
+    emit("listeners", f"idle CPU holding {n} listeners", round(idle_cpu, 1), "% of a core", baseline=round(base_cpu, 1),
+         baseline_label="the same worker holding 0", ratio=None, aim="< 25% of a core", ok=idle_cpu < 25)
     emit("listeners", f"time to connect {n} listeners", round(connect_all, 1), "s", baseline=round(n / 25 * 0.5, 1),
          baseline_label="the supervisor's ramp: 25 per 0.5 s scan", aim="ratio <= 2")
     emit("listeners", "message latency p99 (one worker holding all)", round(percentile(latencies, 0.99), 1), "ms",
