@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     log_level: str = "info"
     in_process_worker: bool = True
     lease_ms: int = Field(default=10_000, ge=500)  # a dead worker's listeners move after this
-    heartbeat_seconds: float = Field(default=3.0, gt=0)
+    heartbeat_seconds: float = Field(default=1.0, gt=0)  # lease renewal; a worker silent for 5 beats is taken over
     scan_seconds: float = Field(default=2.0, gt=0)
     ingest_batch: int = Field(default=500, ge=1, le=5000)
     ingest_claim_idle_ms: int = Field(default=30_000, ge=100)

@@ -31,7 +31,7 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Coroutine
 
 from connectors.base import Account, AccountState, AppListener, Envelope, LocalListener, NeedsReauth, WebhookEvent
 from connectors.registry import has_connector
@@ -45,6 +45,13 @@ log = logging.getLogger("loomi.supervisor")
 _EXTEND = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_TAKE_ORPHANED = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
 end
 return 0
 """
@@ -109,6 +116,17 @@ class ListenerContext:
 
     async def reconnected(self) -> None:
         await self.on_reconnect(self.account.id)
+
+
+async def _after(delay: float, run: Coroutine[Any, Any, None]) -> None:
+    """Start a listener `delay` seconds from now (its lease is already held and renewed)."""
+    if delay:
+        try:
+            await asyncio.sleep(delay)
+        except asyncio.CancelledError:
+            run.close()  # never started: no "coroutine was never awaited" warning
+            raise
+    await run
 
 
 def app_key(platform: str) -> str:
@@ -207,7 +225,7 @@ class Supervisor:
         *,
         scan_interval: float = 2.0,
         lease_ms: int = 10_000,
-        heartbeat: float = 3.0,
+        heartbeat: float = 1.0,
         on_reconnect: Callable[[str], Awaitable[None]] | None = None,
         rescan_seconds: float = 30.0,
         slack: float = 0.1,
@@ -219,6 +237,9 @@ class Supervisor:
         self.rescan_seconds, self.slack = rescan_seconds, slack
         self.max_starts = max_starts  # listeners started per scan: a ramp, so connecting hundreds
         # at once (TLS contexts, handshakes) never starves the heartbeat that keeps the leases
+        # a worker silent for five heartbeats is gone: its leases are taken over (fenced) without
+        # waiting for each to lapse, so a killed worker's listeners move within the lease time
+        self.registration_ms = min(lease_ms, max(int(5 * heartbeat * 1000), 1000))
         self.running: dict[str, Running] = {}
         self._wanted: dict[str, str] = {}
         self._where: dict[str, tuple[str, dict[str, Any]]] = {}  # account -> (platform, settings)
@@ -261,14 +282,23 @@ class Supervisor:
                 if not account_id.startswith("app:"):  # say so, until the next holder reports
                     await write_status(self.hub, account_id, AccountState.CONNECTING, "handed over to another worker", "")
             return
-        free = await self._unheld([a for a in wanted if a not in self.running and self._listens_here(a)])
+        takeable = await self._takeable([a for a in wanted if a not in self.running and self._listens_here(a)])
+        free = list(takeable)
         random.shuffle(free)  # workers scanning at once try different accounts first
-        for account_id in free[: min(max(share - len(self.running), 0), self.max_starts)]:
-            token = await self._acquire(account_id)
-            if token is not None:
-                run = self._supervise_app(account_id.removeprefix("app:"), token) if account_id.startswith("app:") else self._supervise(account_id, token)
-                task = asyncio.create_task(run, name=f"listener:{account_id}")
-                self.running[account_id] = Running(task, token, wanted[account_id])
+        chosen = free[: max(share - len(self.running), 0)]
+        # every lease of the share at once, in two round trips (a dead worker's listeners are
+        # claimed within one scan), then the listeners ramped, `max_starts` per scan interval:
+        # starting one costs CPU (TLS, handshakes), and a start storm must not starve the heartbeat
+        acquired = await self._acquire([(a, takeable[a]) for a in chosen])
+        orphans = [takeable[a] for a in acquired if takeable[a] is not None]
+        if orphans:
+            gone = sorted({o.decode().rsplit(":", 1)[0] for o in orphans if o is not None})
+            log.info("took over %d listener(s) of %s: stopped heartbeating", len(orphans), ", ".join(gone))
+        for n, (account_id, token) in enumerate(acquired.items()):
+            delay = (n // self.max_starts) * self.scan_interval
+            run = self._supervise_app(account_id.removeprefix("app:"), token) if account_id.startswith("app:") else self._supervise(account_id, token)
+            task = asyncio.create_task(_after(delay, run), name=f"listener:{account_id}")
+            self.running[account_id] = Running(task, token, wanted[account_id])
 
     async def _wanted_listeners(self) -> dict[str, str]:
         """Listener name -> the version it must run with; the accounts table is read again only
@@ -300,34 +330,64 @@ class Supervisor:
         connector = self.hub.connector(platform)
         return not isinstance(connector, LocalListener) or connector.listens_here(settings)
 
-    async def _unheld(self, names: list[str]) -> list[str]:
-        """Which of these listeners no worker holds a lease on (one round trip)."""
+    async def _takeable(self, names: list[str]) -> dict[str, bytes | None]:
+        """Which of these listeners this worker may take: unheld (None), or held by a worker
+        whose registration lapsed (the lease value it holds, replaced only if still that)."""
         if not names:
-            return []
+            return {}
         held = await self.hub.redis.mget([keys.lease(name) for name in names])
-        return [name for name, lease in zip(names, held) if lease is None]
+        live = {m.decode() for m in await self.hub.redis.zrangebyscore(keys.WORKERS, await self._now_ms(), "+inf")}
+        return {
+            name: lease
+            for name, lease in zip(names, held)
+            if lease is None or lease.decode().rsplit(":", 1)[0] not in live  # lease value: `<worker>:<fence>`
+        }
+
+    async def _now_ms(self) -> int:
+        """Redis's clock, not ours: machines' clocks differ, and registrations are compared."""
+        seconds, micros = await self.hub.redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
 
     async def _register(self) -> None:
-        """Say this worker is alive until one lease time from now; forget lapsed workers."""
-        now = int(time.time() * 1000)
+        """Say this worker is alive for `registration_ms`; forget lapsed workers."""
+        now = await self._now_ms()
         async with self.hub.redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(keys.WORKERS, {self.worker: now + self.lease_ms})
+            pipe.zadd(keys.WORKERS, {self.worker: now + self.registration_ms})
             pipe.zremrangebyscore(keys.WORKERS, "-inf", now)
             await pipe.execute()
 
     async def live_workers(self) -> int:
-        return int(await self.hub.redis.zcount(keys.WORKERS, int(time.time() * 1000), "+inf"))
+        return int(await self.hub.redis.zcount(keys.WORKERS, await self._now_ms(), "+inf"))
 
-    async def _acquire(self, account_id: str) -> str | None:
-        fence = await self.hub.redis.incr(keys.fence(account_id))
-        token = f"{self.worker}:{fence}"
-        if await self.hub.redis.set(keys.lease(account_id), token, nx=True, px=self.lease_ms):
-            return token
-        return None
+    async def _acquire(self, wanted: list[tuple[str, bytes | None]]) -> dict[str, str]:
+        """Leases with new fencing tokens: listener -> token, for those we got. An orphaned lease
+        (held by a worker that stopped heartbeating) is replaced only if it still holds the value
+        we saw, so two workers taking over at once cannot both win; the old holder, if it was
+        only paused, fails its next append and renewal and stops (workers/stream.py)."""
+        if not wanted:
+            return {}
+        async with self.hub.redis.pipeline(transaction=False) as pipe:
+            for account_id, _ in wanted:
+                pipe.incr(keys.fence(account_id))
+            fences = await pipe.execute()
+        tokens = [f"{self.worker}:{fence}" for fence in fences]
+        take = self.hub.redis.register_script(_TAKE_ORPHANED)
+        async with self.hub.redis.pipeline(transaction=False) as pipe:
+            for (account_id, orphaned), token in zip(wanted, tokens):
+                if orphaned is None:
+                    pipe.set(keys.lease(account_id), token, nx=True, px=self.lease_ms)
+                else:
+                    await take(keys=[keys.lease(account_id)], args=[orphaned, token, self.lease_ms], client=pipe)
+            results = await pipe.execute()
+        return {account_id: token for (account_id, _), token, ok in zip(wanted, tokens, results) if ok}
 
     async def _heartbeat_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            slept = time.monotonic()
             await asyncio.sleep(self.heartbeat)
+            late = time.monotonic() - slept - self.heartbeat
+            if late > self.heartbeat:  # the event loop was blocked: other workers may think us gone
+                log.warning("heartbeat %.1f s late (event loop busy); registration lasts %.1f s", late, self.registration_ms / 1000)
             try:
                 await self._register()
             except Exception:  # noqa: BLE001 - Redis away: the registration lapses, shares grow elsewhere
