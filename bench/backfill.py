@@ -48,13 +48,13 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from bench.common import emit
-from bench.ingest import CpuMeter
+from bench.ingest import BenchWorker, CpuMeter
 from connectors.base import AccountSpec
 from connectors.slack.history import PAGE_LIMIT
 from store import accounts as account_store
 from store.schema import messages
 from tests.conftest import REDIS_URL, embedded_redis
-from tests.e2e.harness import WorkerProcess, e2e_env, fresh_database, running_hub
+from tests.e2e.harness import e2e_env, fresh_database, running_hub
 from tests.fakes.slack import FakeSlack, _cursor, _uncursor, ts_key
 from workers import keys
 from workers.jobs import enqueue, jobs_pool
@@ -94,6 +94,7 @@ class RateLimitedSlack(FakeSlack):
         self.refused: dict[str, int] = {}
         self.busy = 0.0  # seconds spent answering limited methods
         self.first_at = self.last_at = 0.0
+        self.timeline: list[tuple[float, bool]] = []  # (arrival, allowed) of each limited request
         self._index: dict[str, tuple[list[dict[str, Any]], list[int]]] = {}
 
     def _take(self, token: str, method: str) -> float:
@@ -113,6 +114,7 @@ class RateLimitedSlack(FakeSlack):
             return await super()._api(request)
         auth = request.headers.get("Authorization", "")
         wait = self._take(auth, method)
+        self.timeline.append((time.monotonic(), not wait))
         if wait:
             self.refused[method] = self.refused.get(method, 0) + 1
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
@@ -124,6 +126,27 @@ class RateLimitedSlack(FakeSlack):
         self.busy += self.last_at - started
         self.served[method] = self.served.get(method, 0) + 1
         return response
+
+    def where_time_went(self) -> str:
+        """The gaps between allowed requests: their median (the pace), those after a 429 (the
+        waits), and the excess of the rest over twice the median (stalls: the hub was late)."""
+        gaps: list[tuple[float, bool]] = []  # (gap before an allowed request, a 429 came between)
+        last, refused = None, False
+        for at, allowed in self.timeline:
+            if not allowed:
+                refused = True
+                continue
+            if last is not None:
+                gaps.append((at - last, refused))
+            last, refused = at, False
+        plain = sorted(g for g, r in gaps if not r)
+        if not plain:
+            return "no pace"
+        median = plain[len(plain) // 2]
+        waits = sum(g for g, r in gaps if r)
+        stalls = sum(g - 2 * median for g in plain if g > 2 * median)
+        return (f"pace {1000 * median:.0f} ms between pages (limit: {1000 / self.rate:.0f} ms), "
+                f"{waits:.1f} s in gaps with a 429, {stalls:.1f} s of gaps over twice the pace")
 
     def index(self) -> None:
         """Build the per-channel index once the history is seeded (top-level messages, ts order)."""
@@ -221,7 +244,7 @@ async def _run(backend: str, args: argparse.Namespace, tmp: Path, url: str) -> l
                 "access_token": fake.bot_token, "bot_user_id": fake.bot_user_id, "bot_id": fake.bot_id, "team_id": fake.team_id})
             async with hub.engine.begin() as conn:
                 account_id = (await account_store.upsert_account(conn, hub.vault, me["id"], "slack", spec))["id"]
-            worker = WorkerProcess(env, tmp / "worker.log").start()
+            worker = BenchWorker(env, tmp / "worker.log", indexer=args.indexer).start()
             try:
                 await wait_state(hub.redis, account_id, b"connected", 60)  # its Socket Mode listener is up
                 await asyncio.sleep(1)  # the worker idle: imports done, ARQ polling
@@ -256,6 +279,7 @@ async def _run(backend: str, args: argparse.Namespace, tmp: Path, url: str) -> l
         f"{tag} backfill {n:,} msgs in {hub_time:.1f} s, floor {floor:.1f} s: ratio {ratio:.3f} (aim <= 1.2)",
         f"{tag}   ({served} history pages served, {refused} refused with 429; last page served at {fetched:.1f} s, "
         f"all stored {done - fake.last_at:.2f} s later; fake busy {fake.busy:.1f} s; {usage})",
+        f"{tag}   ({fake.where_time_went()}; the job started {fake.first_at - started:.1f} s after it was queued)",
         f"{tag} stored {len(rows):,} rows, {len(stored_ids):,} distinct, "
         f"{'exactly the seeded messages' if stored_ids == wanted else f'{len(wanted - stored_ids)} missing, {len(stored_ids - wanted)} unknown'}",
     ]
@@ -268,7 +292,7 @@ async def _run(backend: str, args: argparse.Namespace, tmp: Path, url: str) -> l
          baseline_label="messages seeded", aim="ratio = 1 (count = distinct = seeded)", ok=exact)
     if not exact:
         raise SystemExit(f"bench.backfill: {backend}: the store does not hold the seeded messages exactly once")
-    return [lines[0], lines[2]]
+    return [lines[0], lines[3]]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -278,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=None, help="messages of history (default 100,000)")
     parser.add_argument("--channels", type=int, default=None, help="default 4 (2 with --quick): whole pages each")
     parser.add_argument("--rate", type=float, default=3.0, help="conversations.history requests/s the fake allows")
+    parser.add_argument("--no-indexer", dest="indexer", action="store_false",
+                        help="the worker without its embedding indexer (which embeds the backfilled messages meanwhile)")
     parser.add_argument("--redis-db", type=int, default=9, help="of the embedded Redis (SQLite) or LOOMI_TEST_REDIS_URL")
     args = parser.parse_args(argv)
     args.messages = args.messages or (10_000 if args.quick else 100_000)

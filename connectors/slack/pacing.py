@@ -37,11 +37,14 @@ class Pacer:
         self._since: float | None = None  # start of the current run of requests
         self._attempts = 0  # requests sent in this run
         self._last = 0.0  # when the last request went
+        self._late = 0.0  # time this run's requests came after their turn: no rate was asked for then
 
     async def paced(self, request: Callable[[], Awaitable[T]]) -> T:
         now = self.clock()
         if self._since is None or now - self._last > max(self.IDLE, 4 * self.interval):
-            self._since, self._attempts = now, 0
+            self._since, self._attempts, self._late = now, 0, 0.0
+        elif self.interval and now > self._next:
+            self._late += now - self._next
         slot = max(now, self._next)  # reserved before sleeping: concurrent callers queue up
         self._next = slot + self.interval
         self.interval *= self._speedup
@@ -53,13 +56,14 @@ class Pacer:
 
     async def refused(self, retry_after: float) -> None:
         """The last attempt got a 429: pace at the rate this run got (its allowed requests
-        over its time, the wait to come included), wait as told, and start a new run."""
+        over its time, the wait to come included, less the time our requests came after their
+        turn: a busy worker's stall says nothing of the limit), wait as told, start a new run."""
         now = self.clock()
         allowed = self._attempts - 1
         if allowed > 0 and self._since is not None:
             if self.interval:
                 self._speedup = self.CREEP
-            self.interval = (now - self._since + retry_after) / allowed
+            self.interval = (now - self._since - self._late + retry_after) / allowed
         await self.sleep(retry_after)
         self._since = self._next = self._last = self.clock()
-        self._attempts = 0
+        self._attempts, self._late = 0, 0.0

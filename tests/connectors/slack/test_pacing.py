@@ -104,6 +104,30 @@ async def test_idle_time_is_not_taken_for_the_rate() -> None:
     assert pacer.interval == pytest.approx(1 / 10)
 
 
+async def test_a_stall_of_ours_is_not_taken_for_the_limit() -> None:
+    """A request that comes late because the worker was busy elsewhere asked for nothing in
+    the meantime: the pace learned at the next refusal is the one learned without the stall."""
+
+    async def noop() -> None:
+        return None
+
+    async def learned(stall: float) -> float:
+        clock = Clock()
+        pacer = Pacer(clock=clock, sleep=clock.sleep)
+        for _ in range(4):
+            await pacer.paced(noop)
+        await pacer.refused(1)  # three allowed, then a second: a third of a second apart
+        for i in range(10):
+            if i == 5:
+                clock.now += stall
+            await pacer.paced(noop)
+        await pacer.refused(1)
+        return pacer.interval
+
+    assert await learned(0.6) == pytest.approx(await learned(0.0))
+    assert 0.3 < await learned(0.0) < 0.5  # nine allowed in about 2.9 s, then a second
+
+
 async def test_the_connector_paces_history_after_slack_refuses(fake: FakeSlack, connector: SlackConnector,
                                                                account: Account, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("connectors.slack.history.PAGE_LIMIT", 1)
