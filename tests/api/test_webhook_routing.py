@@ -131,9 +131,12 @@ async def test_routing_reads_the_platform_external_id_index(hub: RunningHub) -> 
             await conn.execute(sa.text("SET LOCAL enable_seqscan = off"))  # a tiny table: ask whether the index can serve it
             plan = " ".join(row[0] for row in (await conn.execute(sa.text("EXPLAIN " + sql))).all())
     assert "ix_accounts_platform_external" in plan, plan
-    # and the function is that query
+    # and the function answers that query: ids only, enabled accounts with credentials
+    user_id, _ = await _user(hub)
+    kept = await _account(hub, user_id, "slack", "TEAMA", {"access_token": "xoxb-kept"})
     async with engine.connect() as conn:
-        assert await account_store.ids_by_external_id(conn, "slack", ["TEAMA"]) == []
+        assert await account_store.ids_by_external_id(conn, "slack", ["TEAMA", "TEAMQ"]) == [(kept, "TEAMA")]
+        assert await account_store.ids_by_external_id(conn, "telegram", ["TEAMA"]) == []
 
 
 async def test_a_disconnected_account_is_refused_at_once_though_it_was_cached(hub: RunningHub) -> None:
