@@ -125,6 +125,16 @@ messages = sa.Table(
     sa.UniqueConstraint("account_id", "chat_id", "native_id"),
     sa.Index("ix_messages_user_seq", "user_id", "seq"),
     sa.Index("ix_messages_user_sent", "user_id", "sent_at", "id"),
+    # GET /api/messages filters (0010): each equality filter leads to the same (sent_at, id)
+    # order, so any filtered page is an index range read, never a walk over the owner's rows
+    sa.Index("ix_messages_user_chat_sent", "user_id", "chat_id", "sent_at", "id"),
+    sa.Index("ix_messages_user_account_sent", "user_id", "account_id", "sent_at", "id"),
+    sa.Index("ix_messages_user_platform_sent", "user_id", "platform", "sent_at", "id"),
+    sa.Index("ix_messages_user_sender_sent", "user_id", "sender_id", "sent_at", "id"),
+    sa.Index(
+        "ix_messages_user_thread_sent", "user_id", "thread_id", "sent_at", "id",
+        sqlite_where=sa.text("thread_id IS NOT NULL"), postgresql_where=sa.text("thread_id IS NOT NULL"),
+    ),
     sa.Index("ix_messages_user_idempotency", "user_id", "idempotency_key", unique=True),
 )
 

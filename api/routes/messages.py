@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import math
+import operator
+import time
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
@@ -53,9 +55,17 @@ def _millis(value: Any) -> int | None:
 Millis = Annotated[int | None, BeforeValidator(_millis)]
 
 
+_ISO_FAST = 4_102_444_800_000  # 2100-01-01: below it both ways agree to the millisecond
+
+
 def iso(ms: int | None) -> str | None:
+    """Epoch milliseconds as `2025-01-31T12:00:00.123Z` (time.gmtime: a third of datetime's cost,
+    three times per listed message)."""
     if ms is None:
         return None
+    if 0 <= ms < _ISO_FAST:
+        seconds, millis = divmod(ms, 1000)
+        return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{millis:03d}Z"
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -152,7 +162,7 @@ async def list_messages(request: Request, user: Principal, query: ListQuery):
             raise bad_request("Invalid cursor", "invalid_cursor")
         before = (at, row_id)
     async with hub_of(request).engine.connect() as conn:
-        rows = await message_store.list_messages(
+        page = await message_store.list_page(
             conn,
             user.id,
             filters=filters,
@@ -162,11 +172,66 @@ async def list_messages(request: Request, user: Principal, query: ListQuery):
             include_deleted=query.include_deleted,
             since=query.since,
             until=query.until,
+            with_raw=False,
         )
-    more = len(rows) > query.limit
-    rows = rows[: query.limit]
-    cursor = _encode_cursor(rows[-1]["sent_at"], rows[-1]["id"]) if more and rows else None
-    return {"messages": [message_json(r) for r in rows], "nextCursor": cursor, "hasMore": more}
+    more = len(page.rows) > query.limit
+    listed = listed_json(page.keys, page.rows[: query.limit])
+    cursor = _encode_cursor(listed[-1]["timestamp"], listed[-1]["id"]) if more and listed else None
+    return {"messages": listed, "nextCursor": cursor, "hasMore": more}
+
+
+_LISTED = (
+    "id", "account_id", "platform", "chat_id", "chat_name", "chat_type", "native_id", "thread_id", "reply_to_id",
+    "sender_id", "sender_name", "is_self", "direction", "text", "original_text", "content_type", "attachments",
+    "mentions", "reactions", "sent_at", "edited_at", "deleted_at", "status", "error", "seq",
+)
+
+
+def listed_json(keys: tuple[str, ...], rows: list[Any]) -> list[dict[str, Any]]:
+    """`message_json` of each row as the driver returned it (store.messages.Page): the stored
+    JSON of attachments, mentions and reactions goes into the answer as it is (no decoding and
+    encoding again), and no dict per row in between. tests/api/test_messages_read_* hold the
+    two to the same output."""
+    get = operator.itemgetter(*(keys.index(name) for name in _LISTED))
+    out = []
+    for row in rows:
+        (id_, account, platform, chat, chat_name, chat_type, native, thread, reply, sender, sender_name, is_self,
+         direction, text, original, content_type, attachments, mentions, reactions, sent_at, edited_at, deleted_at,
+         status, error, seq) = get(row)
+        out.append({
+            "id": id_,
+            "accountId": account,
+            "botId": account,
+            "platform": platform,
+            "chatId": chat,
+            "chatName": chat_name,
+            "chatType": chat_type,
+            "channel": chat_name or chat,
+            "nativeId": native,
+            "messageId": native,
+            "threadId": thread,
+            "replyToId": reply,
+            "senderId": sender,
+            "senderName": sender_name,
+            "person": sender_name or sender,
+            "isSelf": bool(is_self),
+            "direction": direction,
+            "text": text,
+            "content": text,
+            "originalText": original,
+            "contentType": content_type,
+            "attachments": orjson.Fragment(attachments) if attachments else [],
+            "mentions": orjson.Fragment(mentions) if mentions else [],
+            "reactions": orjson.Fragment(reactions) if reactions else [],
+            "sentAt": iso(sent_at),
+            "timestamp": sent_at,
+            "editedAt": iso(edited_at),
+            "deletedAt": iso(deleted_at),
+            "status": status,
+            "error": error,
+            "seq": seq,
+        })
+    return out
 
 
 class SendBody(Body):
