@@ -262,8 +262,10 @@ async def drive(spec: dict[str, Any]) -> dict[str, Any]:
     warm_until = time.perf_counter() + spec["warmup"]
     end = warm_until + spec["seconds"]
 
+    total = 0
+
     async def client(conn: _Connection) -> None:
-        nonlocal turn
+        nonlocal turn, total
         while True:
             started = time.perf_counter()
             if started >= end:
@@ -271,6 +273,7 @@ async def drive(spec: dict[str, Any]) -> dict[str, Any]:
             raw = requests[turn % len(requests)]
             turn += 1
             status, _ = await conn.request(raw)
+            total += 1
             if started >= warm_until:
                 latencies.append(1000 * (time.perf_counter() - started))
                 codes[str(status)] = codes.get(str(status), 0) + 1
@@ -279,7 +282,7 @@ async def drive(spec: dict[str, Any]) -> dict[str, Any]:
     for conn in conns:
         assert conn.transport is not None
         conn.transport.close()
-    return {"n": len(latencies), "seconds": spec["seconds"], "latencies": latencies, "codes": codes}
+    return {"n": len(latencies), "total": total, "seconds": spec["seconds"], "latencies": latencies, "codes": codes}
 
 
 def load_main() -> int:
@@ -492,6 +495,7 @@ class Side:
     p50: float
     p99: float
     n: int
+    total: int  # answers, warm-up included
     bad: int
 
 
@@ -499,7 +503,20 @@ def _side(results: list[dict[str, Any]]) -> Side:
     latencies = [x for r in results for x in r["latencies"]]
     seconds = sum(r["seconds"] for r in results)
     bad = sum(n for r in results for code, n in r["codes"].items() if code != "200")
-    return Side(len(latencies) / seconds, percentile(latencies, 0.5), percentile(latencies, 0.99), len(latencies), bad)
+    total = sum(r["total"] for r in results)
+    return Side(len(latencies) / seconds, percentile(latencies, 0.5), percentile(latencies, 0.99), len(latencies), total, bad)
+
+
+@contextlib.contextmanager
+def cpu_of(pid: int) -> Iterator[Any]:
+    """CPU seconds (user + system, all threads) the process uses inside the block."""
+    import psutil
+
+    proc = psutil.Process(pid)
+    start = sum(proc.cpu_times()[:2])
+    spent: list[float] = []
+    yield lambda: spent[0]
+    spent.append(sum(proc.cpu_times()[:2]) - start)
 
 
 async def same_answers(hub_port: int, bare_port: int, token: str, queries: list[dict[str, str]]) -> None:
@@ -542,9 +559,10 @@ async def measure(backend: str, args: argparse.Namespace, spread: Spread, rows: 
             hub_cmd = [sys.executable, *serve, "serve", "--host", "127.0.0.1", "--port", str(hub_port)]
             bare_cmd = [sys.executable, "-m", "bench.messages", "--bare", str(bare_port), database,
                         json.dumps({token: people.ids[p] for p, token in people.tokens.items()}), args.loop]
-            with process(hub_cmd, env, tmp / "hub.log") as hub, process(bare_cmd, None, tmp / "bare.log"):
+            with process(hub_cmd, env, tmp / "hub.log") as hub, process(bare_cmd, None, tmp / "bare.log") as bare:
                 await _wait_http(hub_port, "/healthz")
                 await _wait_http(bare_port, "/bare/messages")
+                pids = {"hub": hub.pid, "bare": bare.pid}
                 for flt in filters(spread, deep):
                     if args.only and flt.name not in args.only:
                         continue
@@ -553,18 +571,25 @@ async def measure(backend: str, args: argparse.Namespace, spread: Spread, rows: 
                     paths = {"hub": "/api/messages", "bare": "/bare/messages"}
                     ports = {"hub": hub_port, "bare": bare_port}
                     results: dict[str, list[dict[str, Any]]] = {"hub": [], "bare": []}
+                    cpu = {"hub": 0.0, "bare": 0.0}
                     for _ in range(args.rounds):
                         for side in ("bare", "hub"):
                             requests = [raw_get(ports[side], paths[side] + (f"?{urlencode(q)}" if q else ""), token) for q in flt.queries]
                             spec = {"port": ports[side], "clients": args.clients, "seconds": args.seconds, "warmup": args.warmup,
                                     "requests": [r.decode("latin-1") for r in requests]}
                             name = f"{backend}-{flt.name.replace(' ', '_').replace('/', '_')}"
-                            with profiled(args.profile if side == "hub" else None, name, hub.pid):
+                            with profiled(args.profile if side == "hub" else None, name, hub.pid), cpu_of(pids[side]) as used:
                                 results[side].append(await run_load(spec))
+                            cpu[side] += used()
                     h, b = _side(results["hub"]), _side(results["bare"])
                     ratio = h.rps / b.rps if b.rps else math.nan
+                    # CPU seconds the server process spent per request, warm-up included: steadier
+                    # than req/s on a machine others share
+                    h_cpu = 1000 * cpu["hub"] / max(1, h.total)
+                    b_cpu = 1000 * cpu["bare"] / max(1, b.total)
                     line = (f"{backend:<10} {flt.name:<15} hub {h.rps:7.0f} req/s  bare {b.rps:7.0f} req/s  ratio {ratio:5.2f}   "
-                            f"hub p50 {h.p50:6.1f} p99 {h.p99:6.1f} ms   bare p50 {b.p50:6.1f} p99 {b.p99:6.1f} ms"
+                            f"hub p50 {h.p50:6.1f} p99 {h.p99:6.1f} ms   bare p50 {b.p50:6.1f} p99 {b.p99:6.1f} ms   "
+                            f"cpu/req hub {h_cpu:5.2f} bare {b_cpu:5.2f} ms (bare/hub {b_cpu / h_cpu if h_cpu else math.nan:4.2f})"
                             + (f"   NON-200: hub {h.bad} bare {b.bad}" if h.bad or b.bad else ""))
                     _say(line)
                     lines.append(line)

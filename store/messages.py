@@ -507,31 +507,8 @@ async def _read(conn: AsyncConnection, query: sa.Select[Any]) -> list[Any]:
     return list(await conn.execute(query))
 
 
-# statement shape -> (SQL, parameter names in order, fixed values), compiled once per process
+# listing shape -> (SQL, parameter names in order, fixed values): `listing_query`
 _PLANS: dict[tuple[Any, ...], tuple[str, tuple[str, ...], dict[str, Any]]] = {}
-
-
-async def _run_plan(conn: AsyncConnection, shape: tuple[Any, ...], build: Any, values: dict[str, Any]) -> list[Any]:
-    """Run a statement of a known shape on the driver itself.
-
-    A listing is one SELECT, but through SQLAlchemy's asyncio adapters it cost five hops to
-    aiosqlite's thread (cursor, execute, fetch, close, and the reset) or a BEGIN and a
-    ROLLBACK around it on asyncpg, plus compiling and row processing: more than the read. The
-    SQL is compiled once per shape with named parameters and run with aiosqlite's
-    `execute_fetchall` (one hop) or asyncpg's `fetch` (one round trip, no transaction).
-    """
-    plan = _PLANS.get(key := (conn.dialect.name, shape))
-    if plan is None:
-        statement = build()
-        compiled = statement.compile(dialect=conn.dialect)
-        fixed = {k: v for k, v in compiled.params.items() if v is not None}  # e.g. SQLite's OFFSET 0
-        plan = _PLANS[key] = (compiled.string, tuple(compiled.positiontup or ()), fixed)
-    sql, names, fixed = plan
-    args = [values[name] if name in values else fixed[name] for name in names]
-    driver = (await conn.get_raw_connection()).driver_connection
-    if conn.dialect.name == "sqlite":
-        return list(await driver.execute_fetchall(sql, args))
-    return await driver.fetch(sql, *args)
 
 
 # full-text search (`_search`). PostgreSQL: how many candidates the first windows hold.
@@ -543,6 +520,7 @@ PG_WINDOWS = (1000, 8000, 64000)
 PG_WALK_COST_RATIO = 40
 DIRECT_COST_RATIO = 20
 FTS_QUERY_ROWS = 150
+DENSE_SLACK = 1000  # hits a window's single rowid range may hold beyond twice its candidates
 MAX_WINDOW = 65536
 
 
@@ -647,11 +625,43 @@ async def list_page(
     live = [] if include_deleted else [messages.c.deleted_at.is_(None)]
     if q and _fts_query(q):
         return Page(keys, await _search(conn, columns, (user_id, filters, since, until, before), live, q, limit))
+    sql, args = listing_query(
+        conn.dialect, user_id, filters=filters, before=before, limit=limit, include_deleted=include_deleted,
+        since=since, until=until, with_raw=with_raw,
+    )
+    driver = (await conn.get_raw_connection()).driver_connection
+    if sqlite:
+        return Page(keys, list(await driver.execute_fetchall(sql, args)))
+    return Page(keys, await driver.fetch(sql, *args))
+
+
+def listing_query(
+    dialect: sa.Dialect,
+    user_id: str,
+    *,
+    filters: dict[str, Any],
+    before: tuple[int, str] | None,
+    limit: int,
+    include_deleted: bool,
+    since: int | None = None,
+    until: int | None = None,
+    with_raw: bool = False,
+) -> tuple[str, list[Any]]:
+    """The SQL and arguments of a listing without `q`, as `list_page` runs it on the driver.
+
+    A listing is one SELECT, but through SQLAlchemy's asyncio adapters it cost five hops to
+    aiosqlite's thread (cursor, execute, fetch, close, and the reset) or a BEGIN and a
+    ROLLBACK around it on asyncpg, plus compiling and row processing: more than the read
+    itself. So the SQL is compiled once per shape (which filters, bounds, deletion) with named
+    parameters, and run with aiosqlite's `execute_fetchall` (one hop) or asyncpg's `fetch`
+    (one round trip, no transaction).
+    """
+    sqlite = dialect.name == "sqlite"
     upper = _upper(before, until)
     names = tuple(sorted(filters))
-    shape = ("list", with_raw, names, since is not None, upper, include_deleted)
-
-    def build() -> sa.Select[Any]:
+    shape = (dialect.name, with_raw, names, since is not None, upper, include_deleted)
+    plan = _PLANS.get(shape)
+    if plan is None:
         binds = {name: sa.bindparam(f"f_{name}", type_=messages.c[name].type) for name in names}
         where = _where(
             sa.bindparam("user_id", type_=messages.c.user_id.type), binds,
@@ -661,12 +671,16 @@ async def list_page(
             if upper == "before" else None,
             sqlite=sqlite,
         )
-        return _newest_first(sa.select(*columns).where(*where, *live)).limit(sa.bindparam("limit", type_=sa.Integer))
-
+        live = [] if include_deleted else [messages.c.deleted_at.is_(None)]
+        statement = _newest_first(sa.select(*(ALL if with_raw else LISTED)).where(*where, *live))
+        compiled = statement.limit(sa.bindparam("limit", type_=sa.Integer)).compile(dialect=dialect)
+        fixed = {k: v for k, v in compiled.params.items() if v is not None}  # e.g. SQLite's OFFSET 0
+        plan = _PLANS[shape] = (compiled.string, tuple(compiled.positiontup or ()), fixed)
+    sql, order, fixed = plan
     values = {"user_id": user_id, "since": since, "until": until, "limit": limit, **{f"f_{k}": v for k, v in filters.items()}}
     if before is not None:
         values["before_at"], values["before_id"] = before
-    return Page(keys, await _run_plan(conn, shape, build, values))
+    return sql, [values[name] if name in values else fixed[name] for name in order]
 
 
 async def list_messages(
@@ -838,7 +852,7 @@ async def _search_sqlite(
             continue
         # rows at the window's oldest millisecond may not all be in it: the next window has them
         inside = [] if last else [messages.c.sent_at > oldest]
-        if density * (hi - lo + 1) <= 2 * count + 1000:
+        if density * (hi - lo + 1) <= 2 * count + DENSE_SLACK:
             # the window's rowids are close together (written in time order): the term's hits
             # in their whole range cost no more than the walk, and SQL does the rest
             fts = sa.text("SELECT rowid FROM messages_fts WHERE messages_fts MATCH :t AND rowid BETWEEN :lo AND :hi")
