@@ -7,7 +7,7 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Coroutine, Sequence
 
 import orjson
 
@@ -171,6 +171,17 @@ async def _import(settings: Settings, args: argparse.Namespace) -> int:
         return await run_import(hub, args.file, args.email, options)
 
 
+def _run_server(main: Coroutine[Any, Any, int]) -> int:
+    """The long-running commands on uvloop where it is installed (uvicorn[standard] brings it):
+    less CPU per request than the stock loop (bench/webhooks: ~9 % per webhook ack)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -189,11 +200,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings.host = args.host
         if args.port is not None:
             settings.port = args.port
-        return asyncio.run(serve(settings))
+        return _run_server(serve(settings))
     if args.command == "worker":
         from loomi.runtime import run_worker
 
-        return asyncio.run(run_worker(settings))
+        return _run_server(run_worker(settings))
     if args.command == "migrate":
         asyncio.run(_migrate(settings))
     elif args.command == "login":

@@ -18,6 +18,8 @@ from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from loomi import logs
 from tests.e2e.harness import RunningHub, e2e_env, fresh_database, running_hub
@@ -161,6 +163,30 @@ def _driver_scenario(platform: str) -> Scenario:
             await driver.stop()
 
     return run
+
+
+_FRAGMENTS = [
+    "=", "?", "&", ":", " ", '"', "'", "/", "-", ".", "_", "x", "7", "0123456789", "abcdefghijklmnopqrstuvwxyz",
+    "token", "Password", "client_secret", "api_key", "code", "state", "sig", "Authorization", "bearer ", "Basic ",
+    "Bot ", "/bot", "xoxb-", "XAPP-", "sk-", "eyJ", "eyJhbGciOi", "123456", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    # one whole example of each shape, so each is drawn alone often
+    "eyJhbGciOi.eyJzdWIiOi.c2ln", "xoxb-1-abc", "xapp-1-abc", "sk-abcdefghijklmnopqrst", "/bot12345:abcdefghij/",
+    "12345:ABCDEFGHIJKLMNOPQRSTUVWX", "Bearer abcdefghijkl", "authorization: Bot abc", '"token": "v"', "'secret': 'v'",
+    "token=v", "?code=1", "&sig=2",
+]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.sampled_from(_FRAGMENTS), max_size=24).map("".join))
+def test_the_quick_check_skips_only_lines_no_pattern_would_change(line: str) -> None:
+    """`redact` skips the patterns when `_TRIGGER` finds nothing (most lines): that must never
+    leave something a pattern would have masked."""
+    slow = line
+    for pattern, replacement in logs._PATTERNS:
+        slow = pattern.sub(replacement, slow)
+    if not logs._TRIGGER.search(line):
+        assert slow == line
+    assert logs.redact(line) == logs._known.mask(slow)
 
 
 from tests.conformance.test_conformance import DRIVERS  # noqa: E402 - after the hand-written scenarios above

@@ -105,7 +105,8 @@ async def _append_shard(
         dedup = envelope.delivery_id if envelope.source != "backfill" else f"bf:{envelope.delivery_id}"
         script_keys.append(keys.seen(shard, envelope.account_id, dedup))
         argv.append(encode(envelope))
-    added = await redis.eval(_APPEND, len(script_keys), *script_keys, *argv)
+    # EVALSHA (the script loaded once per server, again after a restart): not its text every call
+    added = await redis.register_script(_APPEND)(keys=script_keys, args=argv)
     if added == -1:
         raise LeaseLost(lease[0] if lease else "")
     return int(added)

@@ -72,13 +72,13 @@ def test_every_key_of_one_append_is_in_one_cluster_slot() -> None:
 async def test_append_declares_every_key_it_touches(redis: Redis) -> None:
     """A cluster routes a script by its declared KEYS: none may hide in ARGV."""
     calls: list[tuple[int, tuple]] = []
-    real_eval = redis.eval
+    real_evalsha = redis.evalsha
 
-    async def recording_eval(script, numkeys, *args):  # noqa: ANN001
+    async def recording_evalsha(sha, numkeys, *args):  # noqa: ANN001
         calls.append((numkeys, args))
-        return await real_eval(script, numkeys, *args)
+        return await real_evalsha(sha, numkeys, *args)
 
-    redis.eval = recording_eval  # type: ignore[method-assign]
+    redis.evalsha = recording_evalsha  # type: ignore[method-assign]
     with shards(4):
         await redis.set(keys.lease("acct_k"), "w:1")
         await append(redis, [_env("acct_k", 1), _env("acct_k", 2)], lease=("acct_k", "w:1"), resume=("acct_k", {"o": 1}))
@@ -88,6 +88,13 @@ async def test_append_declares_every_key_it_touches(redis: Redis) -> None:
         assert len({key_slot(k.encode()) for k in declared}) == 1, declared
         assert not any(isinstance(a, str) and a.startswith("loomi:") for a in args[numkeys:])
     assert calls[0][0] == 3 + 2  # stream, lease, resume + one seen key per envelope
+
+
+async def test_append_survives_a_script_cache_flush(redis: Redis) -> None:
+    """EVALSHA after a Redis restart (or SCRIPT FLUSH) finds no script: it is loaded again."""
+    assert await append(redis, [_env("acct_f", 1)]) == 1
+    await redis.script_flush()
+    assert await append(redis, [_env("acct_f", 2)]) == 1
 
 
 async def test_append_routes_each_account_to_its_shard(redis: Redis) -> None:
