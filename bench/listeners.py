@@ -168,8 +168,10 @@ async def _run(args: argparse.Namespace, tmp: Path, url: str) -> list[str]:
 
                 rss, uss = await settled_memory(worker.pid, at_least=3)
                 per = (rss - base_rss) / n
+                fds = psutil.Process(worker.pid).num_fds()
                 _say(f"worker holding {n} listeners: RSS {rss:.1f} MB, USS {uss:.1f} MB; "
-                     f"{per * 1000:.0f} KB RSS / {(uss - base_uss) / n * 1000:.0f} KB USS per listener")
+                     f"{per * 1000:.0f} KB RSS / {(uss - base_uss) / n * 1000:.0f} KB USS per listener; "
+                     f"{fds} open files and sockets" + (" (more than the common soft limit of 1,024)" if fds > 1024 else ""))
 
                 cpu = CpuMeter([worker.pid])
                 cpu.start()

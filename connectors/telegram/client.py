@@ -45,9 +45,15 @@ def tls_context() -> ssl.SSLContext:
     return _tls
 
 
-def new_request(kind: type[R] = HTTPXRequest, pool: int = 1) -> R:  # type: ignore[assignment]
-    """A PTB request object (`kind`: HTTPXRequest or a subclass) on the shared TLS context."""
-    return kind(connection_pool_size=pool, httpx_kwargs={"verify": tls_context()})
+def new_request(kind: type[R] = HTTPXRequest, pool: int = 1, *, keepalive: bool = True) -> R:  # type: ignore[assignment]
+    """A PTB request object (`kind`: HTTPXRequest or a subclass) on the shared TLS context.
+    `keepalive=False` closes each connection after its call: for a client used only now and
+    then, whose idle connection httpx would otherwise keep open for good (it drops expired
+    ones only when the client is next used)."""
+    options: dict[str, Any] = {"verify": tls_context()}
+    if not keepalive:
+        options["limits"] = httpx.Limits(max_connections=pool, max_keepalive_connections=0)
+    return kind(connection_pool_size=pool, httpx_kwargs=options)
 
 
 class RawRequest(HTTPXRequest):

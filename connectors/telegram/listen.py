@@ -57,7 +57,9 @@ async def listen(settings: PlatformSettings, ctx: ListenContext, *, poll_timeout
     if mode not in ("polling", "webhook"):
         raise ValueError(f"unknown Telegram mode {mode!r}: use polling or webhook")
     updates = new_request(_RawUpdates)
-    bot = make_bot(settings, token, new_request(pool=2), updates)
+    # the other calls (getMe, deleteWebhook or setWebhook) come once per start: a connection
+    # kept alive for them would be one more idle socket per listener, for as long as it runs
+    bot = make_bot(settings, token, new_request(pool=2, keepalive=False), updates)
     try:
         await _obey(bot.initialize)  # getMe: a rejected token fails here
         if mode == "webhook":

@@ -334,3 +334,27 @@ async def test_listeners_and_sends_share_one_tls_context(tg: FakeTelegram, conne
         await wait_until(lambda: all(ctx.states == [AccountState.CONNECTED] for ctx in contexts))
         await connector.send(make_account(), Outbound(chat_id=str(PRIVATE), text="one more client"))
     assert loads == [] and tls_context() is shared
+
+
+async def test_a_polling_listener_holds_one_connection(tg: FakeTelegram, connector: TelegramConnector) -> None:
+    """Its long poll; the connection of its start-up calls (getMe, deleteWebhook) is closed,
+    not kept idle beside it: a worker holding a thousand bots holds a thousand sockets."""
+    import psutil
+
+    tokens = [f"{800 + i}:AAoneConnectionToken{i}" for i in range(3)]
+    contexts = []
+    for i, token in enumerate(tokens):
+        tg.add_bot(token, 800 + i, f"one_connection_bot_{i}")
+        contexts.append(RecordingContext(make_account(token)))
+
+    def to_the_fake() -> int:
+        return sum(1 for c in psutil.Process().net_connections(kind="tcp")
+                   if c.raddr and c.raddr.port == tg.port and c.status == psutil.CONN_ESTABLISHED)
+
+    async with contextlib.AsyncExitStack() as stack:
+        for ctx in contexts:
+            await stack.enter_async_context(running(connector, ctx))
+        await wait_until(lambda: all(ctx.states == [AccountState.CONNECTED] for ctx in contexts))
+        await wait_until(lambda: tg.calls["getUpdates"] >= 3)
+        await asyncio.sleep(0.3)
+        assert to_the_fake() == 3
