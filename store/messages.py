@@ -13,7 +13,7 @@ import functools
 import math
 import re
 import time
-from typing import Any
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import orjson
@@ -502,15 +502,6 @@ def _dicts(keys: tuple[str, ...], rows: Any) -> list[dict[str, Any]]:
 _BOOLEANS = frozenset(column.name for column in messages.columns if isinstance(column.type, sa.Boolean))
 
 
-async def _read(conn: AsyncConnection, query: sa.Select[Any]) -> list[Any]:
-    """The rows of a SQLAlchemy statement (whose columns are `_selected`)."""
-    return list(await conn.execute(query))
-
-
-# listing shape -> (SQL, parameter names in order, fixed values): `listing_query`
-_PLANS: dict[tuple[Any, ...], tuple[str, tuple[str, ...], dict[str, Any]]] = {}
-
-
 # full-text search (`_search`). PostgreSQL: how many candidates the first windows hold.
 # SQLite: reading a hit straight from FTS5 costs ~DIRECT_COST_RATIO times as much as passing
 # over one candidate in a window (a row lookup against an index step), which sets how rare a
@@ -547,23 +538,6 @@ def _upper(before: tuple[Any, Any] | None, until: Any) -> str | None:
     if before is not None and (until is None or before[0] < until):
         return "before"
     return "until" if until is not None else None
-
-
-def _conditions(
-    user_id: str,
-    filters: dict[str, Any],
-    since: int | None,
-    until: int | None,
-    before: tuple[int, str] | None,
-    *,
-    sqlite: bool,
-    indexed: bool = True,
-) -> list[sa.ColumnElement[bool]]:
-    """Who, which filters, the time bounds and the keyset cursor: everything but deletion and
-    text (`_where`, with the tighter upper bound)."""
-    upper = _upper(before, until)
-    return _where(user_id, filters, since, until if upper == "until" else None, before if upper == "before" else None,
-                  sqlite=sqlite, indexed=indexed)
 
 
 def _where(
@@ -617,22 +591,20 @@ async def list_page(
     """Newest first, keyset-paged on (sent_at, id).
 
     Each equality filter has an index (user_id, <filter>, sent_at, id) (migration 0010), so a
-    page is an index range read whatever the filter. Full-text `q`: `_search`.
+    page is an index range read whatever the filter. Full-text `q`: `_search`. Every statement
+    is compiled once per shape and run on the driver (`_Plan`).
     """
-    columns = ALL if with_raw else LISTED
+    scope = _Scope(user_id, filters, since, until, before, with_raw, include_deleted)
     keys = ALL_KEYS if with_raw else LISTED_KEYS
-    sqlite = conn.dialect.name == "sqlite"
-    live = [] if include_deleted else [messages.c.deleted_at.is_(None)]
     if q and _fts_query(q):
-        return Page(keys, await _search(conn, columns, (user_id, filters, since, until, before), live, q, limit))
+        if conn.dialect.name == "sqlite":
+            return Page(keys, await _search_sqlite(conn, scope, q, limit))
+        return Page(keys, await _search_postgres(conn, scope, q, limit))
     sql, args = listing_query(
         conn.dialect, user_id, filters=filters, before=before, limit=limit, include_deleted=include_deleted,
         since=since, until=until, with_raw=with_raw,
     )
-    driver = (await conn.get_raw_connection()).driver_connection
-    if sqlite:
-        return Page(keys, list(await driver.execute_fetchall(sql, args)))
-    return Page(keys, await driver.fetch(sql, *args))
+    return Page(keys, await _fetch(conn, sql, args))
 
 
 def listing_query(
@@ -647,40 +619,109 @@ def listing_query(
     until: int | None = None,
     with_raw: bool = False,
 ) -> tuple[str, list[Any]]:
-    """The SQL and arguments of a listing without `q`, as `list_page` runs it on the driver.
+    """The SQL and arguments of a listing without `q`, as `list_page` runs it."""
+    scope = _Scope(user_id, filters, since, until, before, with_raw, include_deleted)
+    plan = _Plan.of(dialect, ("list", *scope.shape), lambda: scope.select(dialect).limit(_bind("limit", sa.Integer)))
+    return plan.sql, plan.args({**scope.values, "limit": limit})
 
-    A listing is one SELECT, but through SQLAlchemy's asyncio adapters it cost five hops to
-    aiosqlite's thread (cursor, execute, fetch, close, and the reset) or a BEGIN and a
-    ROLLBACK around it on asyncpg, plus compiling and row processing: more than the read
-    itself. So the SQL is compiled once per shape (which filters, bounds, deletion) with named
-    parameters, and run with aiosqlite's `execute_fetchall` (one hop) or asyncpg's `fetch`
-    (one round trip, no transaction).
-    """
-    sqlite = dialect.name == "sqlite"
-    upper = _upper(before, until)
-    names = tuple(sorted(filters))
-    shape = (dialect.name, with_raw, names, since is not None, upper, include_deleted)
-    plan = _PLANS.get(shape)
-    if plan is None:
-        binds = {name: sa.bindparam(f"f_{name}", type_=messages.c[name].type) for name in names}
-        where = _where(
-            sa.bindparam("user_id", type_=messages.c.user_id.type), binds,
-            sa.bindparam("since", type_=sa.BigInteger) if since is not None else None,
-            sa.bindparam("until", type_=sa.BigInteger) if upper == "until" else None,
-            (sa.bindparam("before_at", type_=sa.BigInteger), sa.bindparam("before_id", type_=messages.c.id.type))
-            if upper == "before" else None,
-            sqlite=sqlite,
+
+# ---- plans: statements compiled once per shape, run on the driver ------------------------------
+#
+# A listing is one SELECT, but through SQLAlchemy's asyncio adapters it cost five hops to
+# aiosqlite's thread (cursor, execute, fetch, close, and the pool's reset) or a BEGIN and a
+# ROLLBACK around it on asyncpg, plus building the statement (~0.3-0.9 ms for these selects),
+# its cache key and row processing: more than the read itself. So each statement is built
+# with named bind parameters and compiled once per shape (which filters, which bounds,
+# deleted or not, ...), and run with aiosqlite's `execute_fetchall` (one hop) or asyncpg's
+# `fetch` (one round trip, no transaction).
+
+
+def _bind(name: str, type_: Any) -> sa.BindParameter[Any]:
+    return sa.bindparam(name, type_=type_)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    sql: str
+    order: tuple[str, ...]  # parameter names in placeholder order
+    fixed: dict[str, Any]  # values compiled in, e.g. SQLite's OFFSET 0
+
+    _cache: ClassVar[dict[tuple[Any, ...], "_Plan"]] = {}
+
+    @classmethod
+    def of(cls, dialect: sa.Dialect, shape: tuple[Any, ...], build: Callable[[], sa.Select[Any]]) -> "_Plan":
+        plan = cls._cache.get(key := (dialect.name, *shape))
+        if plan is None:
+            compiled = build().compile(dialect=dialect)
+            fixed = {k: v for k, v in compiled.params.items() if v is not None}
+            plan = cls._cache[key] = cls(compiled.string, tuple(compiled.positiontup or ()), fixed)
+        return plan
+
+    def args(self, values: dict[str, Any]) -> list[Any]:
+        return [values[name] if name in values else self.fixed[name] for name in self.order]
+
+    async def run(self, conn: AsyncConnection, values: dict[str, Any]) -> list[Any]:
+        return await _fetch(conn, self.sql, self.args(values))
+
+
+async def _fetch(conn: AsyncConnection, sql: str, args: list[Any]) -> list[Any]:
+    driver = (await conn.get_raw_connection()).driver_connection
+    if conn.dialect.name == "sqlite":
+        return list(await driver.execute_fetchall(sql, args))
+    return list(await driver.fetch(sql, *args))
+
+
+@dataclasses.dataclass
+class _Scope:
+    """Which of a person's messages a read may return: filters, time bounds, the cursor."""
+
+    user_id: str
+    filters: dict[str, Any]
+    since: int | None
+    until: int | None
+    before: tuple[int, str] | None
+    with_raw: bool
+    include_deleted: bool
+
+    @property
+    def upper(self) -> str | None:
+        return _upper(self.before, self.until)
+
+    @property
+    def shape(self) -> tuple[Any, ...]:
+        return (self.with_raw, tuple(sorted(self.filters)), self.since is not None, self.upper, self.include_deleted)
+
+    @property
+    def values(self) -> dict[str, Any]:
+        values = {"user_id": self.user_id, "since": self.since, "until": self.until, **{f"f_{k}": v for k, v in self.filters.items()}}
+        if self.before is not None:
+            values["before_at"], values["before_id"] = self.before
+        return values
+
+    def where(self, sqlite: bool, indexed: bool = True) -> list[sa.ColumnElement[bool]]:
+        """The conditions, as bind parameters named like `values`."""
+        upper = self.upper
+        return _where(
+            _bind("user_id", messages.c.user_id.type),
+            {name: _bind(f"f_{name}", messages.c[name].type) for name in sorted(self.filters)},
+            _bind("since", sa.BigInteger) if self.since is not None else None,
+            _bind("until", sa.BigInteger) if upper == "until" else None,
+            (_bind("before_at", sa.BigInteger), _bind("before_id", messages.c.id.type)) if upper == "before" else None,
+            sqlite=sqlite, indexed=indexed,
         )
-        live = [] if include_deleted else [messages.c.deleted_at.is_(None)]
-        statement = _newest_first(sa.select(*(ALL if with_raw else LISTED)).where(*where, *live))
-        compiled = statement.limit(sa.bindparam("limit", type_=sa.Integer)).compile(dialect=dialect)
-        fixed = {k: v for k, v in compiled.params.items() if v is not None}  # e.g. SQLite's OFFSET 0
-        plan = _PLANS[shape] = (compiled.string, tuple(compiled.positiontup or ()), fixed)
-    sql, order, fixed = plan
-    values = {"user_id": user_id, "since": since, "until": until, "limit": limit, **{f"f_{k}": v for k, v in filters.items()}}
-    if before is not None:
-        values["before_at"], values["before_id"] = before
-    return sql, [values[name] if name in values else fixed[name] for name in order]
+
+    def live(self) -> list[sa.ColumnElement[bool]]:
+        return [] if self.include_deleted else [messages.c.deleted_at.is_(None)]
+
+    def select(self, dialect: sa.Dialect, *extra: sa.ColumnElement[bool], indexed: bool = True) -> sa.Select[Any]:
+        """The rows in scope (and `extra`), newest first."""
+        where = self.where(dialect.name == "sqlite", indexed)
+        query = sa.select(*(ALL if self.with_raw else LISTED)).where(*where, *self.live(), *extra)
+        return _newest_first(query, indexed)
+
+    def below(self, sent_at: int) -> "_Scope":
+        """The same scope, only rows with `sent_at` at or below this (the next window)."""
+        return dataclasses.replace(self, before=(sent_at + 1, ""))  # (sent_at, id) < (t + 1, ""): sent_at <= t
 
 
 async def list_messages(
@@ -704,39 +745,15 @@ async def list_messages(
     return page.dicts()
 
 
-async def _search(
-    conn: AsyncConnection,
-    columns: list[sa.ColumnElement[Any]],
-    scope: tuple[Any, ...],
-    live: list[sa.ColumnElement[bool]],
-    q: str,
-    limit: int,
-) -> list[Any]:
-    """The newest `limit` messages matching `q` among those the other filters select.
+async def _search_postgres(conn: AsyncConnection, scope: _Scope, q: str, limit: int) -> list[Any]:
+    """The newest `limit` matches of `q` in scope, in windows in time.
 
-    Neither database can read a text index in time order, so a common word must not be
-    answered by collecting all of its hits (300k rows for "of" at 1M messages) and sorting
-    them, and a rare one must not be looked for row by row through the whole history. Both
-    searches walk the candidates newest first (the index that serves the other filters) in
-    windows, asking the text index only about each window, and a rare term is answered from
-    its hits directly.
-    """
-    if conn.dialect.name == "sqlite":
-        return await _search_sqlite(conn, columns, scope, live, q, limit)
-    return await _search_postgres(conn, columns, _conditions(*scope, sqlite=False), live, q, limit)
-
-
-async def _search_postgres(
-    conn: AsyncConnection,
-    columns: list[sa.ColumnElement[Any]],
-    where: list[sa.ColumnElement[bool]],
-    live: list[sa.ColumnElement[bool]],
-    q: str,
-    limit: int,
-) -> list[Any]:
-    """Windows in time: the K-th newest candidate's `sent_at` bounds each query, so the planner
-    ANDs the GIN bitmap with that time range. Left alone it walks the owner's rows computing
-    `to_tsvector` on each for a word in ~1% of messages (70 ms at 1M rows).
+    Neither database reads a text index in time order: a common word must not be answered by
+    collecting all of its hits (300k rows for "of" at 1M messages) and sorting them, nor a
+    rarer one by computing `to_tsvector` row by row through the history (the planner's choice
+    for a word in ~1% of messages: 70 ms at 1M rows). A window is the candidates down to the
+    K-th newest one's `sent_at`; with that bound the planner ANDs the GIN bitmap with the time
+    range.
 
     How common the term is comes from PostgreSQL's own statistics of the GIN expression index
     (`_term_share`). A rare one (its hits cost less to fetch than a window's walk, the rule
@@ -757,19 +774,22 @@ async def _search_postgres(
         sizes = (*(k for k in (first, first * 4, first * 16) if k <= 4 * MAX_WINDOW), None)
     else:
         sizes = (*PG_WINDOWS, None)
+    dialect = conn.dialect
+    match = _tsvector().op("@@")(sa.func.plainto_tsquery(_SIMPLE, _bind("q", sa.Text)))
     found: list[Any] = []
-    upper: list[sa.ColumnElement[bool]] = []  # below the windows already searched
     for size in sizes:
         oldest = None
         if size is not None:
-            kth = _newest_first(sa.select(messages.c.sent_at).where(*where, *upper)).offset(size - 1).limit(1)
-            oldest = (await conn.execute(kth)).scalar_one_or_none()
-        bound = [] if oldest is None else [messages.c.sent_at >= oldest]
-        query = sa.select(*columns).where(*where, *upper, *bound, *live, text_match(conn, q))
-        found += await _read(conn, _newest_first(query).limit(limit - len(found)))
+            kth = _Plan.of(dialect, ("kth", *scope.shape), lambda: _newest_first(
+                sa.select(messages.c.sent_at).where(*scope.where(False))).offset(_bind("skip", sa.Integer)).limit(1))
+            hit = await kth.run(conn, {**scope.values, "skip": size - 1})
+            oldest = hit[0][0] if hit else None
+        bound = [] if oldest is None else [messages.c.sent_at >= _bind("bound", sa.BigInteger)]
+        main = _Plan.of(dialect, ("pg", *scope.shape, oldest is None), lambda: scope.select(dialect, *bound, match).limit(_bind("limit", sa.Integer)))
+        found += await main.run(conn, {**scope.values, "bound": oldest, "q": q, "limit": limit - len(found)})
         if len(found) >= limit or oldest is None:
             return found
-        upper = [messages.c.sent_at < oldest]
+        scope = scope.below(oldest - 1)  # sent_at < oldest
     return found
 
 
@@ -801,49 +821,44 @@ async def _term_share(conn: AsyncConnection, q: str) -> tuple[float | None, floa
     return min(shares.get(t, least / 2) for t in terms), rows
 
 
-async def _search_sqlite(
-    conn: AsyncConnection,
-    columns: list[sa.ColumnElement[Any]],
-    scope: tuple[Any, ...],
-    live: list[sa.ColumnElement[bool]],
-    q: str,
-    limit: int,
-) -> list[Any]:
-    """FTS5 hands out hits in rowid order only, materializes all of them for an IN, and costs
+async def _search_sqlite(conn: AsyncConnection, scope: _Scope, q: str, limit: int) -> list[Any]:
+    """The newest `limit` matches of `q` in scope (see `_search_postgres` for why windows).
+
+    FTS5 hands out hits in rowid order only, materializes all of them for an IN, and costs
     ~60 µs per query opened (so no per-row checks). A rare term is read from its hits and
-    sorted; otherwise the candidates are taken in windows, newest first: the rowids of the
-    next K (a covering index read, handed over as one JSON array), cut into rowid ranges
-    where a gap is wider than FTS_QUERY_ROWS hits would fill (live messages, written in time
-    order, share one range; a history import or a sparse chat splits), one FTS5 range query
-    per range, and the rows of the hits read by rowid. K starts at what should fill the page
-    at the term's density and grows 4x.
+    sorted; otherwise the candidates are taken in windows, newest first: the next K (a
+    covering index read). When their rowids are close together (written in time order, as
+    live messages are) the term's hits in that one rowid range are joined in SQL; otherwise
+    their rowids come back (one JSON array) and are cut into ranges where a gap is wider than
+    FTS_QUERY_ROWS hits would fill (a history import, a sparse chat), one FTS5 range query per
+    range, and the rows of the hits read by rowid. K starts at what should fill the page at
+    the term's density and grows 4x.
 
     "Rare" weighs the two: reading M hits directly costs ~M * DIRECT_COST_RATIO, the windows
     ~limit / density = limit * rows / M, so hits are read directly while
     M <= sqrt(limit * rows / DIRECT_COST_RATIO) (~1,600 at a 51-row page of 1M messages).
     """
+    dialect = conn.dialect
     terms = _fts_query(q)
-    probe = await conn.execute(
-        sa.text(
-            "SELECT count(*), min(r), (SELECT max(rowid) FROM messages) FROM "
-            "(SELECT rowid AS r FROM messages_fts WHERE messages_fts MATCH :t ORDER BY rowid DESC LIMIT :n)"
-        ),
-        {"t": terms, "n": min(8192, max(1024, 32 * limit))},
-    )
-    hits, oldest_hit, rows = probe.one()
+    probe = await _fetch(conn, _PROBE, [terms, min(8192, max(1024, 32 * limit))])
+    hits, oldest_hit, rows = probe[0]
+    fts = sa.text("SELECT rowid FROM messages_fts WHERE messages_fts MATCH :t")
     if hits <= max(100, math.sqrt(limit * (rows or 0) / DIRECT_COST_RATIO)):
-        query = sa.select(*columns).where(*_conditions(*scope, sqlite=True, indexed=False), *live, text_match(conn, q))
-        return await _read(conn, _newest_first(query, indexed=False).limit(limit))
+        direct = _Plan.of(dialect, ("direct", *scope.shape), lambda: scope.select(
+            dialect, _ROWID.in_(fts.bindparams(_bind("t", sa.Text))), indexed=False).limit(_bind("limit", sa.Integer)))
+        return await direct.run(conn, {**scope.values, "t": terms, "limit": limit})
     density = hits / max(1, rows - oldest_hit + 1)  # of the term among the newest rows written
     split = max(1, int(FTS_QUERY_ROWS / density))
     size = min(MAX_WINDOW, max(256, int(1.5 * limit / density)))
-    user_id, filters, since, until, before = scope
+    in_range = sa.text(
+        "SELECT rowid FROM messages_fts WHERE messages_fts MATCH :t AND rowid BETWEEN :lo AND :hi"
+    ).bindparams(_bind("t", sa.Text), _bind("lo", sa.Integer), _bind("hi", sa.Integer))
     found: list[Any] = []
     while len(found) < limit:
-        where = _conditions(user_id, filters, since, until, before, sqlite=True)
-        window = _newest_first(sa.select(_ROWID.label("r"), messages.c.sent_at.label("s")).where(*where)).limit(size).subquery()
-        summary = sa.select(sa.func.min(window.c.r), sa.func.max(window.c.r), sa.func.min(window.c.s), sa.func.max(window.c.s), sa.func.count())
-        lo, hi, oldest, newest, count = (await conn.execute(summary)).one()
+        window = _Window(scope)
+        summary = _Plan.of(dialect, ("window", *scope.shape), window.summary)
+        values = {**scope.values, "size": size}
+        lo, hi, oldest, newest, count = (await summary.run(conn, values))[0]
         if not count:
             break
         last = count < size  # every remaining candidate is in this window
@@ -851,27 +866,51 @@ async def _search_sqlite(
             size *= 4
             continue
         # rows at the window's oldest millisecond may not all be in it: the next window has them
-        inside = [] if last else [messages.c.sent_at > oldest]
+        inside = [] if last else [messages.c.sent_at > _bind("oldest", sa.BigInteger)]
+        need = {"oldest": oldest, "t": terms, "limit": limit - len(found)}
         if density * (hi - lo + 1) <= 2 * count + DENSE_SLACK:
-            # the window's rowids are close together (written in time order): the term's hits
-            # in their whole range cost no more than the walk, and SQL does the rest
-            fts = sa.text("SELECT rowid FROM messages_fts WHERE messages_fts MATCH :t AND rowid BETWEEN :lo AND :hi")
-            query = sa.select(*columns).where(*where, *inside, *live, _ROWID.in_(fts.bindparams(t=terms, lo=lo, hi=hi)))
-            found += await _read(conn, _newest_first(query).limit(limit - len(found)))
+            dense = _Plan.of(dialect, ("dense", *scope.shape, last), lambda: scope.select(
+                dialect, *inside, _ROWID.in_(in_range)).limit(_bind("limit", sa.Integer)))
+            found += await dense.run(conn, {**values, **need, "lo": lo, "hi": hi})
         else:
-            listed = (await conn.execute(sa.select(sa.func.json_group_array(window.c.r)))).scalar_one()
-            candidates = np.array(orjson.loads(listed), dtype=np.int64)
+            listing = _Plan.of(dialect, ("candidates", *scope.shape), window.rowids)
+            candidates = np.array(orjson.loads((await listing.run(conn, values))[0][0]), dtype=np.int64)
             matched = await _fts_hits(conn, terms, _ranges(candidates, split))
             hits_here = candidates[np.isin(candidates, matched)]
             if hits_here.size:
-                hit_rows = sa.select(sa.literal_column("value")).select_from(sa.func.json_each(orjson.dumps(hits_here.tolist()).decode()))
-                query = sa.select(*columns).where(_ROWID.in_(hit_rows), *inside, *live)
-                found += await _read(conn, _newest_first(query).limit(limit - len(found)))
+                hit_rows = _ROWID.in_(sa.select(sa.literal_column("value")).select_from(sa.func.json_each(_bind("hits", sa.Text))))
+                by_rowid = _Plan.of(dialect, ("hits", scope.with_raw, scope.include_deleted, last), lambda: _newest_first(
+                    sa.select(*(ALL if scope.with_raw else LISTED)).where(hit_rows, *inside, *scope.live())).limit(_bind("limit", sa.Integer)))
+                found += await by_rowid.run(conn, {**need, "hits": orjson.dumps(hits_here.tolist()).decode()})
         if last:
             break
-        before = (oldest + 1, "")  # (sent_at, id) < (oldest + 1, ""): sent_at <= oldest
+        scope = scope.below(oldest)
         size = min(MAX_WINDOW, size * 4)
     return found
+
+
+@dataclasses.dataclass
+class _Window:
+    """SQLite: the next `:size` candidates of a scope, newest first (a covering index read)."""
+
+    scope: _Scope
+
+    def _rows(self) -> Any:
+        query = sa.select(_ROWID.label("r"), messages.c.sent_at.label("s")).where(*self.scope.where(True))
+        return _newest_first(query).limit(_bind("size", sa.Integer)).subquery()
+
+    def summary(self) -> sa.Select[Any]:
+        rows = self._rows()
+        return sa.select(sa.func.min(rows.c.r), sa.func.max(rows.c.r), sa.func.min(rows.c.s), sa.func.max(rows.c.s), sa.func.count())
+
+    def rowids(self) -> sa.Select[Any]:
+        return sa.select(sa.func.json_group_array(self._rows().c.r))
+
+
+_PROBE = (
+    "SELECT count(*), min(r), (SELECT max(rowid) FROM messages) FROM "
+    "(SELECT rowid AS r FROM messages_fts WHERE messages_fts MATCH ? ORDER BY rowid DESC LIMIT ?)"
+)
 
 
 def _ranges(rowids: np.ndarray, split: int, most: int = 64) -> list[tuple[int, int]]:
@@ -888,11 +927,12 @@ def _ranges(rowids: np.ndarray, split: int, most: int = 64) -> list[tuple[int, i
 
 async def _fts_hits(conn: AsyncConnection, terms: str, ranges: list[tuple[int, int]]) -> np.ndarray:
     """Rowids matching `terms` inside any of `ranges`: one FTS5 range query each."""
-    parts = [f"SELECT rowid FROM messages_fts WHERE messages_fts MATCH :t AND rowid BETWEEN :lo{i} AND :hi{i}" for i in range(len(ranges))]
-    params: dict[str, Any] = {"t": terms}
-    for i, (lo, hi) in enumerate(ranges):
-        params[f"lo{i}"], params[f"hi{i}"] = lo, hi
-    return np.array((await conn.execute(sa.text(" UNION ALL ".join(parts)), params)).scalars().all(), dtype=np.int64)
+    one = "SELECT rowid FROM messages_fts WHERE messages_fts MATCH ? AND rowid BETWEEN ? AND ?"
+    args: list[Any] = []
+    for lo, hi in ranges:
+        args += [terms, lo, hi]
+    rows = await _fetch(conn, " UNION ALL ".join([one] * len(ranges)), args)
+    return np.array([r[0] for r in rows], dtype=np.int64)
 
 
 async def changes_since(conn: AsyncConnection, user_id: str, seq: int, limit: int) -> list[dict[str, Any]]:
