@@ -5,7 +5,7 @@ Usage::
 
     .venv/bin/python -m bench.messages [--quick] [--backend sqlite|postgresql|both] [--rows N]
                                        [--clients C] [--seconds S] [--rounds R] [--only a,b]
-                                       [--loop asyncio|uvloop] [--profile DIR]
+                                       [--profile DIR]
 
 Per database kind, on a fresh database (tests/e2e/harness.fresh_database, migrated to head):
 
@@ -18,8 +18,8 @@ Per database kind, on a fresh database (tests/e2e/harness.fresh_database, migrat
 2. **Hub**: `loomi serve` as a subprocess, as the README starts it (SQLite: the embedded Redis
    it starts itself; PostgreSQL: `LOOMI_TEST_REDIS_URL`), no in-process worker. Sessions for
    both people are made in the store beforehand; requests carry `Authorization: Bearer`.
-3. **Bare**: a Starlette app in another subprocess on the same event loop kind and server
-   (uvicorn, httptools): the token looked up in a dict, one plain SQL read (the same driver,
+3. **Bare**: a Starlette app in another subprocess on the same server and event loop as
+   `loomi serve` (uvicorn, httptools, uvloop where installed): the token looked up in a dict, one plain SQL read (the same driver,
    aiosqlite or asyncpg; the same columns but `raw`; the obvious query: filters, keyset row
    value, `rowid IN (FTS5 MATCH)` / `to_tsvector @@ plainto_tsquery`, ORDER BY, LIMIT) and
    the same JSON built with orjson. Before timing, one page of every request of every filter
@@ -89,8 +89,8 @@ LISTED = (
 FILTERS = {"platform": "platform", "accountId": "account_id", "chatId": "chat_id", "senderId": "sender_id", "threadId": "thread_id"}
 
 
-def bare_main(port: int, database: str, tokens_json: str, loop: str) -> int:
-    """`python -m bench.messages --bare PORT DATABASE_URL TOKENS_JSON LOOP`."""
+def bare_main(port: int, database: str, tokens_json: str) -> int:
+    """`python -m bench.messages --bare PORT DATABASE_URL TOKENS_JSON`."""
     import datetime as dt
 
     import orjson
@@ -196,12 +196,12 @@ def bare_main(port: int, database: str, tokens_json: str, loop: str) -> int:
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, server_header=False,
                             lifespan="on")
     server = uvicorn.Server(config)
-    if loop == "uvloop":
+    try:  # the loop `loomi serve` runs on (loomi.cli)
         import uvloop
-
-        uvloop.run(server.serve())
-    else:
+    except ImportError:
         asyncio.run(server.serve())
+    else:
+        uvloop.run(server.serve())
     return 0
 
 
@@ -326,9 +326,6 @@ async def _wait_http(port: int, path: str, timeout: float = 120) -> None:
                 return
             await asyncio.sleep(0.2)
     raise TimeoutError(f"port {port} never answered")
-
-
-_UVLOOP_SERVE = "import sys, uvloop; uvloop.install(); from loomi.cli import main; raise SystemExit(main(sys.argv[1:]))"
 
 
 @contextlib.contextmanager
@@ -555,10 +552,9 @@ async def measure(backend: str, args: argparse.Namespace, spread: Spread, rows: 
             _say(f"{backend}: {len(rows):,} messages stored in {time.monotonic() - started:.0f} s")
             deep = await keysets(database, people.ids["owner"], [50, 5_000, len(rows) // 10, len(rows) * 2 // 5, len(rows) * 4 // 5])
             hub_port, bare_port = _free_port(), _free_port()
-            serve = ["-m", "loomi.cli"] if args.loop == "asyncio" else ["-c", _UVLOOP_SERVE]
-            hub_cmd = [sys.executable, *serve, "serve", "--host", "127.0.0.1", "--port", str(hub_port)]
+            hub_cmd = [sys.executable, "-m", "loomi.cli", "serve", "--host", "127.0.0.1", "--port", str(hub_port)]
             bare_cmd = [sys.executable, "-m", "bench.messages", "--bare", str(bare_port), database,
-                        json.dumps({token: people.ids[p] for p, token in people.tokens.items()}), args.loop]
+                        json.dumps({token: people.ids[p] for p, token in people.tokens.items()})]
             with process(hub_cmd, env, tmp / "hub.log") as hub, process(bare_cmd, None, tmp / "bare.log") as bare:
                 await _wait_http(hub_port, "/healthz")
                 await _wait_http(bare_port, "/bare/messages")
@@ -607,7 +603,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--load"]:
         return load_main()
     if argv[:1] == ["--bare"]:
-        return bare_main(int(argv[1]), argv[2], argv[3], argv[4])
+        return bare_main(int(argv[1]), argv[2], argv[3])
     parser = argparse.ArgumentParser(prog="python -m bench.messages", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="100k rows, shorter runs")
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
@@ -617,8 +613,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=0.5)
     parser.add_argument("--rounds", type=int, default=None, help="bare/hub alternations per filter (default 2; --quick 1)")
     parser.add_argument("--only", type=lambda s: [x.strip() for x in s.split(",")], default=None, help="filter names")
-    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio",
-                        help="event loop of both servers (asyncio: what `loomi serve` runs)")
     parser.add_argument("--profile", metavar="DIR", help="py-spy the hub per filter (raw stacks into DIR)")
     args = parser.parse_args(argv)
     args.rows = args.rows or (100_000 if args.quick else 1_000_000)
@@ -629,7 +623,7 @@ def main(argv: list[str] | None = None) -> int:
     from store.ids import new_id
 
     _say(f"bench.messages: {args.rows:,} messages, {args.clients} clients, {args.seconds:g} s x {args.rounds} rounds per side, "
-         f"loop {args.loop}, {os.cpu_count()} cores, python {sys.version.split()[0]}")
+         f"{os.cpu_count()} cores, python {sys.version.split()[0]}")
     started = time.monotonic()
     people_ids = {"owner": new_id("user"), "other": new_id("user")}
     account_ids = [new_id("acct") for _ in ACCOUNTS]
