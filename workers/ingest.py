@@ -30,6 +30,7 @@ from workers.stream import decode
 
 log = logging.getLogger("loomi.ingest")
 ACCOUNT_CACHE_SECONDS = 30.0
+INGEST_ACTIVE_MS = 2000  # workers/process.py: background work waits this long after a stored batch
 
 
 Entry = tuple[str, bytes, dict[bytes, bytes]]  # (stream, entry id, fields)
@@ -197,6 +198,7 @@ class Ingestor:
                 for account_id, ms in lag.items():
                     pipe.hset(keys.status(account_id), mapping={"lag_ms": ms, "last_ingest_at": now})
                 metrics.count_ingested(pipe, stored, now)
+                pipe.set(keys.INGEST_ACTIVE, 1, px=INGEST_ACTIVE_MS)
                 users = {o.user_id for _, _, owned in items for o in owned}
                 for user_id in users:
                     pipe.publish(keys.CHANGES_CHANNEL, user_id)

@@ -17,6 +17,7 @@ INGEST_GROUP = "ingest"
 SHARD_COUNT = "loomi:inbound:shards"  # the deployment's shard count, set by the first process
 DEAD_LETTERS = "loomi:dlq"
 CHANGES_CHANNEL = "loomi:changes"  # pub/sub: user ids whose messages changed
+INGEST_ACTIVE = "loomi:ingest:active"  # set for 2 s by every stored batch: background work waits
 INDEXER_LOCK = "loomi:indexer-lock"  # one embedding indexer at a time across workers
 WORKERS = "loomi:workers"  # sorted set: worker name -> when its registration lapses (ms)
 ACCOUNTS_VERSION = "loomi:accounts:version"  # bumped whenever an account's listener must be reconsidered

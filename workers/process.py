@@ -59,6 +59,9 @@ class WorkerSettings:
     handle_signals = False
 
 
+BUSY_POLL_SECONDS = 0.25  # how often background work looks whether ingest has gone quiet
+
+
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -88,6 +91,18 @@ class HubWorker:
         # platform before this gap began
         await enqueue(self.pool, "backfill", account_id, "gaps", newest)
 
+    async def ingest_busy(self) -> bool:
+        """Events wait in a stream, or some worker stored a batch in the last two seconds: the
+        background work (embeddings, documents, insights) waits, so at a steady 500 msg/s it
+        does not take the cores ingest needs between batches (bench/ingest)."""
+        return bool(await queued(self.hub.redis)) or bool(await self.hub.redis.exists(keys.INGEST_ACTIVE))
+
+    async def _pause(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self.stop_event.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
+
     async def index_messages(self) -> None:
         """Embed new messages for grounding; one indexer at a time across workers, idle back-off."""
         from ai.indexer import index_pending
@@ -96,9 +111,10 @@ class HubWorker:
         while not self.stop_event.is_set():
             embedded = 0
             try:
-                if await queued(self.hub.redis):
-                    pass  # ingest first: embeddings can wait, messages cannot (bench/ingest)
-                elif await self.hub.redis.set(keys.INDEXER_LOCK, self.name, nx=True, ex=120):
+                if await self.ingest_busy():  # ingest first: embeddings can wait, messages cannot
+                    await self._pause(BUSY_POLL_SECONDS)  # look again soon: no back-off grows meanwhile
+                    continue
+                if await self.hub.redis.set(keys.INDEXER_LOCK, self.name, nx=True, ex=120):
                     try:
                         embedded = await index_pending(self.hub, limit=128)
                     finally:
@@ -122,9 +138,10 @@ class HubWorker:
         while not self.stop_event.is_set():
             done = 0
             try:
-                if await queued(self.hub.redis):
-                    pass  # ingest first
-                elif await self.hub.redis.set(rag_jobs.LOCK, self.name, nx=True, ex=300):
+                if await self.ingest_busy():  # ingest first
+                    await self._pause(BUSY_POLL_SECONDS)
+                    continue
+                if await self.hub.redis.set(rag_jobs.LOCK, self.name, nx=True, ex=300):
                     try:
                         await self.hub.redis.delete(rag_jobs.WAKE)
                         done = await rag_jobs.run_once(self.hub)
@@ -156,9 +173,10 @@ class HubWorker:
         while not self.stop_event.is_set():
             made = 0
             try:
-                if await queued(self.hub.redis):
-                    pass  # ingest first
-                elif await self.hub.redis.set(LOCK, self.name, nx=True, ex=300):
+                if await self.ingest_busy():  # ingest first
+                    await self._pause(BUSY_POLL_SECONDS)
+                    continue
+                if await self.hub.redis.set(LOCK, self.name, nx=True, ex=300):
                     try:
                         made = await run_once(self.hub)
                     finally:

@@ -27,6 +27,7 @@ from tests.e2e.harness import e2e_env, fresh_database, running_hub
 from workers import ingest as ingest_module
 from workers import keys
 from workers.ingest import Ingestor, ensure_group
+from workers.process import HubWorker
 from workers.stream import append, queued
 
 ACCOUNT = "acct_nul_test"
@@ -72,6 +73,12 @@ async def test_a_batch_with_nul_lands_whole_and_nothing_gets_stuck(backend: str,
 
             # nothing stuck: the stream is drained and nothing is pending for a retry
             assert await queued(hub.hub.redis) == 0
+            # a stored batch holds background work (embeddings, documents, insights) back for 2 s
+            assert 0 < await hub.hub.redis.pttl(keys.INGEST_ACTIVE) <= 2000
+            background = HubWorker(hub.hub, name="test-background")
+            assert await background.ingest_busy()
+            await hub.hub.redis.delete(keys.INGEST_ACTIVE)
+            assert not await background.ingest_busy()
             pending = await hub.hub.redis.xpending(keys.stream_for(ACCOUNT), keys.INGEST_GROUP)
             assert pending["pending"] == 0
             # only the refused row is dead-lettered
