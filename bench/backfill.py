@@ -144,9 +144,12 @@ class RateLimitedSlack(FakeSlack):
             return "no pace"
         median = plain[len(plain) // 2]
         waits = sum(g for g, r in gaps if r)
-        stalls = sum(g - 2 * median for g in plain if g > 2 * median)
+        stalls = [max(g - 2 * median, 0.0) if not r else 0.0 for g, r in gaps]
+        quarter = max(len(stalls) // 4, 1)
+        by_quarter = "/".join(f"{sum(stalls[i:i + quarter]):.1f}" for i in range(0, quarter * 4, quarter))
         return (f"pace {1000 * median:.0f} ms between pages (limit: {1000 / self.rate:.0f} ms), "
-                f"{waits:.1f} s in gaps with a 429, {stalls:.1f} s of gaps over twice the pace")
+                f"{waits:.1f} s in gaps with a 429, {sum(stalls):.1f} s of gaps over twice the pace "
+                f"({by_quarter} s by quarter of the pages)")
 
     def index(self) -> None:
         """Build the per-channel index once the history is seeded (top-level messages, ts order)."""
