@@ -43,6 +43,24 @@ async def require_redis_version(hub: Hub) -> str:
     return version
 
 
+def raise_open_file_limit() -> int:
+    """Lift the soft open-files limit to the hard one: a listener holds a socket, and a worker
+    with 1,000 accounts has ~1,060 files open (bench/listeners) where many systems start at 1,024."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return 0
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as err:
+            log.warning("could not raise the open-files limit from %d: %s", soft, err)
+    return soft
+
+
 def make_home_private(settings: Settings) -> Path:
     """Everything the hub writes is its user's alone: umask 077 for this process and every
     child (the embedded Redis's AOF, SQLite's -wal/-shm, uploads), LOOMI_HOME at 0700.
@@ -69,6 +87,7 @@ def make_home_private(settings: Settings) -> Path:
 async def open_local_hub(settings: Settings) -> AsyncIterator[Hub]:
     """Migrate, open a Hub, and start the embedded Redis when no LOOMI_REDIS_URL is set."""
     make_home_private(settings)
+    raise_open_file_limit()
     embedded = None
     redis_url = settings.redis_url
     if redis_url is None:

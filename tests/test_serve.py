@@ -227,3 +227,19 @@ def test_migrate_alone_writes_a_private_database(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert (home / "hub.db").exists() and stat.S_IMODE(home.stat().st_mode) == 0o700
     assert _loose_entries(home) == []
+
+
+def test_the_open_files_limit_is_raised_for_many_listeners() -> None:
+    """A worker holding 1,000 accounts has ~1,060 files open; a soft limit of 1,024 (common)
+    would fail the 1,000th listener. Run in a child so this test's own limit is untouched."""
+    code = (
+        "import resource\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
+        "from loomi.runtime import raise_open_file_limit\n"
+        "raise_open_file_limit()\n"
+        "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0], hard)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    soft, hard = int(out[0]), int(out[1])
+    assert soft > 256 and (soft == hard or hard < 0)
