@@ -63,6 +63,9 @@ return 0
 """
 
 
+RAMP_SECONDS = 0.5  # listener starts come in groups of `max_starts` this far apart (1,000 in 20 s)
+
+
 def backoff_delay(attempt: int, base: float = 1.0, cap: float = 60.0) -> float:
     """Exponential backoff with full jitter (attempt 1 -> up to 1 s, then 2, 4… up to `cap`)."""
     return random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
@@ -287,7 +290,7 @@ class Supervisor:
         random.shuffle(free)  # workers scanning at once try different accounts first
         chosen = free[: max(share - len(self.running), 0)]
         # every lease of the share at once, in two round trips (a dead worker's listeners are
-        # claimed within one scan), then the listeners ramped, `max_starts` per scan interval:
+        # claimed within one scan), then the listeners ramped, `max_starts` per RAMP_SECONDS:
         # starting one costs CPU (TLS, handshakes), and a start storm must not starve the heartbeat
         acquired = await self._acquire([(a, takeable[a]) for a in chosen])
         orphans = [takeable[a] for a in acquired if takeable[a] is not None]
@@ -295,7 +298,7 @@ class Supervisor:
             gone = sorted({o.decode().rsplit(":", 1)[0] for o in orphans if o is not None})
             log.info("took over %d listener(s) of %s: stopped heartbeating", len(orphans), ", ".join(gone))
         for n, (account_id, token) in enumerate(acquired.items()):
-            delay = (n // self.max_starts) * self.scan_interval
+            delay = (n // self.max_starts) * RAMP_SECONDS
             run = self._supervise_app(account_id.removeprefix("app:"), token) if account_id.startswith("app:") else self._supervise(account_id, token)
             task = asyncio.create_task(_after(delay, run), name=f"listener:{account_id}")
             self.running[account_id] = Running(task, token, wanted[account_id])
