@@ -32,6 +32,8 @@ from typing import Any, Awaitable, Callable, Sequence
 import aiohttp
 from aiohttp import web
 
+from tests.fakes.faults import Fault, FaultInjection, Faults
+
 __all__ = ["FakeSlack", "HttpDelivery"]
 
 Json = dict[str, Any]
@@ -133,8 +135,14 @@ class _Delivery:
     envelope_ids: list[str] = field(default_factory=list)
 
 
-class FakeSlack:
-    """In-memory Slack workspace behind a real HTTP + WebSocket server on 127.0.0.1."""
+class FakeSlack(FaultInjection):
+    """In-memory Slack workspace behind a real HTTP + WebSocket server on 127.0.0.1.
+
+    Faults beyond ``fail_next``/``drop_connections``/``send_disconnect`` (tests/fakes/faults.py):
+    on the Web API ``fail_for`` (429/500 for a while), ``stall``/``stall_for``, ``drop_next``
+    (an answer cut off halfway), ``garbage_next``; on Socket Mode ``stall_sockets`` (silent
+    sockets: no pongs, no events, no new handshakes) and ``send_garbage`` (frames that are not
+    what Slack sends)."""
 
     def __init__(
         self,
@@ -182,6 +190,12 @@ class FakeSlack:
         self._codes: dict[str, _Install] = {}
         self._refresh: dict[str, _Install] = {}
         self._faults: dict[str, list[tuple[int, int, str | None]]] = {}
+        self.faults = Faults()
+        #: (time.monotonic(), method) of every Web API call, to check how a client spaces retries.
+        self.call_log: list[tuple[float, str]] = []
+        #: (channel, cursor) of every conversations.history call: where a backfill (re)started.
+        self.history_requests: list[tuple[str, str | None]] = []
+        self._sockets_silent_until = 0.0
         self._events: dict[str, Json] = {}
         self._deliveries: list[_Delivery] = []
         self._by_envelope: dict[str, _Delivery] = {}
@@ -512,7 +526,46 @@ class FakeSlack:
 
     # ------------------------------------------------------------------ socket mode
 
+    def stall_sockets(self, seconds: float) -> None:
+        """Socket Mode goes silent for `seconds`: open sockets stop reading (no pongs, no acks
+        read) and get no events, and new handshakes wait until the silence ends."""
+        loop = asyncio.get_running_loop()
+        self._sockets_silent_until = loop.time() + seconds
+        paused = [c.request.transport for c in self._conns if c.request.transport is not None]
+        for transport in paused:
+            transport.pause_reading()
+
+        async def resume() -> None:
+            await asyncio.sleep(seconds)
+            for transport in paused:
+                if not transport.is_closing():
+                    transport.resume_reading()
+            self._wake.set()
+
+        self._spawn(resume())
+
+    def send_garbage(self, text: str | None = None) -> asyncio.Task[None]:
+        """Send every open socket a frame that is not JSON (``text``), then an ``events_api``
+        envelope whose payload is not an event at all. Returns a task (await it, or don't)."""
+
+        async def run() -> None:
+            frames = [text or "{not json", json.dumps({"envelope_id": str(uuid.uuid4()), "type": "events_api",
+                                                       "accepts_response_payload": False, "payload": "garbage"})]
+            for conn in list(self._conns):
+                for frame in frames:
+                    try:
+                        await conn.ws.send_str(frame)
+                    except (ConnectionError, RuntimeError):
+                        pass
+
+        return self._spawn(run())
+
+    def _silent_for(self) -> float:
+        return max(self._sockets_silent_until - asyncio.get_running_loop().time(), 0.0)
+
     async def _link(self, request: web.Request) -> web.StreamResponse:
+        if self._silent_for():
+            await asyncio.sleep(self._silent_for())
         if request.query.get("ticket") not in self._tickets:
             return web.json_response({"ok": False, "error": "invalid_ticket"}, status=401)
         ws = web.WebSocketResponse(autoping=True)
@@ -550,6 +603,9 @@ class FakeSlack:
         loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()
+            if self._silent_for():
+                await asyncio.sleep(self._silent_for())
+                continue
             deadline = float("inf")
             for d in list(self._deliveries):
                 now = loop.time()
@@ -585,9 +641,19 @@ class FakeSlack:
 
     # ------------------------------------------------------------------ web api
 
-    async def _api(self, request: web.Request) -> web.Response:
+    async def _api(self, request: web.Request) -> web.StreamResponse:
         method = request.match_info["method"]
         self.calls[method] += 1
+        self.call_log.append((time.monotonic(), method))
+        return await self._with_faults(request, method, lambda: self._answer(request, method))
+
+    def _fault_status(self, fault: Fault) -> web.Response:
+        """Slack's own error answer; 429 with ``Retry-After`` and ``ratelimited``."""
+        headers = {"Retry-After": str(int(fault.retry_after))} if fault.status == 429 else {}
+        error = "ratelimited" if fault.status == 429 else "internal_error"
+        return web.json_response({"ok": False, "error": error}, status=fault.status, headers=headers)
+
+    async def _answer(self, request: web.Request, method: str) -> web.Response:
         faults = self._faults.get(method)
         if faults:
             status, retry_after, error = faults.pop(0)
@@ -693,6 +759,7 @@ class FakeSlack:
         return out
 
     async def _m_conversations_history(self, p: Json, me: _Identity) -> Json:
+        self.history_requests.append((str(p.get("channel")), p.get("cursor") or None))
         ch = self._channel(p.get("channel"))
         top = [m for m in self._messages[ch["id"]] if m.get("thread_ts") in (None, m["ts"])]
         out = self._paged(p, list(reversed(self._bounded(p, top))), newest_first=True)

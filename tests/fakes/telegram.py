@@ -29,6 +29,8 @@ from typing import Any, Awaitable, Callable, Sequence
 import aiohttp
 from aiohttp import web
 
+from tests.fakes.faults import Fault, FaultInjection, Faults
+
 __all__ = ["FakeTelegram", "WebhookDelivery"]
 
 Json = dict[str, Any]
@@ -119,8 +121,12 @@ def _json(value: Any) -> Any:
     return value
 
 
-class FakeTelegram:
-    """In-memory Telegram Bot API behind a real HTTP server on 127.0.0.1."""
+class FakeTelegram(FaultInjection):
+    """In-memory Telegram Bot API behind a real HTTP server on 127.0.0.1.
+
+    Faults beyond ``fail_next``/``drop_connections`` (tests/fakes/faults.py): ``fail_for``
+    (429/500 for a while), ``stall``/``stall_for`` (no answer), ``drop_next`` (an answer cut
+    off halfway), ``garbage_next`` (200 with a body that is not the Bot API's)."""
 
     def __init__(
         self,
@@ -140,6 +146,7 @@ class FakeTelegram:
         self._next_message_id: dict[int, itertools.count[int]] = {}
         self._files: dict[str, tuple[str, bytes]] = {}
         self._faults: dict[str, list[tuple[int, int, str | None]]] = {}
+        self.faults = Faults()
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         #: lower-case method -> canonical name (Telegram method names are case-insensitive).
@@ -348,10 +355,23 @@ class FakeTelegram:
             bot.redeliver = False
         return copy.deepcopy(out)
 
-    async def _api(self, request: web.Request) -> web.Response:
+    async def _api(self, request: web.Request) -> web.StreamResponse:
         raw = request.match_info["method"]
         name = self._methods.get(raw.lower(), raw)
         self.calls[name] += 1
+        return await self._with_faults(request, name, lambda: self._answer(request, name, raw))
+
+    def _fault_status(self, fault: Fault) -> web.Response:
+        """An error exactly as the Bot API words it (429: ``parameters.retry_after``)."""
+        body: Json = {"ok": False, "error_code": fault.status}
+        if fault.status == 429:
+            retry = int(fault.retry_after) if float(fault.retry_after).is_integer() else fault.retry_after
+            body |= {"description": f"Too Many Requests: retry after {retry}", "parameters": {"retry_after": retry}}
+        else:
+            body["description"] = HTTPStatus(fault.status).phrase
+        return web.json_response(body, status=fault.status)
+
+    async def _answer(self, request: web.Request, name: str, raw: str) -> web.Response:
         try:
             faults = self._faults.get(name.lower())
             if faults:
