@@ -28,6 +28,7 @@ from workers.supervisor import Supervisor
 
 log = logging.getLogger("loomi.worker")
 GAP_OVERLAP_MS = 120_000
+STOP_GRACE_SECONDS = 10.0  # for the supervisor to hand its listeners back on stop
 
 
 async def backfill(ctx: dict[str, Any], account_id: str, mode: str = "history", newest: dict[str, str] | None = None) -> dict[str, Any]:
@@ -213,6 +214,12 @@ class HubWorker:
         (closed,) = await asyncio.gather(asyncio.wait_for(self.arq.close(), 10), return_exceptions=True)
         if isinstance(closed, BaseException) and not isinstance(closed, asyncio.CancelledError):
             log.warning("arq did not close cleanly: %s", type(closed).__name__)
+        # told to stop, the supervisor stops its listeners, releases their leases, says so in
+        # their states and deregisters: let it finish (cancelled halfway, its accounts would
+        # say "connected" through a worker that is gone until their leases lapse)
+        supervising = [t for t in self.tasks if t.get_name() == "supervisor"]
+        if supervising:
+            await asyncio.wait(supervising, timeout=STOP_GRACE_SECONDS)
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)

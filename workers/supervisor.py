@@ -72,10 +72,19 @@ def backoff_delay(attempt: int, base: float = 1.0, cap: float = 60.0) -> float:
 
 
 async def write_status(hub: Hub, account_id: str, state: AccountState, detail: str | None, worker: str) -> None:
+    """The database first, then Redis (what the API reads first): a reader never pairs the new
+    state with the old detail. Each is written even when the other is down (the outage is what
+    the state is about); the database's failure is raised after."""
     mapping = {"state": state.value, "detail": detail or "", "worker": worker, "since": int(time.time() * 1000)}
+    db_error: Exception | None = None
+    try:
+        async with hub.engine.begin() as conn:
+            await account_store.set_state(conn, account_id, state, detail)
+    except Exception as err:  # noqa: BLE001 - raised below, once Redis has the state
+        db_error = err
     await hub.redis.hset(keys.status(account_id), mapping=mapping)
-    async with hub.engine.begin() as conn:
-        await account_store.set_state(conn, account_id, state, detail)
+    if db_error is not None:
+        raise db_error
     if state is AccountState.NEEDS_REAUTH:
         await accounts_changed(hub)  # no worker may start it again until the person reconnects
 
@@ -281,9 +290,7 @@ class Supervisor:
             surplus = sorted(self.running)[share:]  # a stable choice: no two workers fight over the same ones
             log.info("holding %d listeners, fair share %d: handing %d over", len(self.running), share, len(surplus))
             for account_id in surplus:
-                await self._stop(account_id, release=True)
-                if not account_id.startswith("app:"):  # say so, until the next holder reports
-                    await write_status(self.hub, account_id, AccountState.CONNECTING, "handed over to another worker", "")
+                await self._stop(account_id, release=True, why="handed over to another worker")
             return
         takeable = await self._takeable([a for a in wanted if a not in self.running and self._listens_here(a)])
         free = list(takeable)
@@ -417,7 +424,9 @@ class Supervisor:
                 await script(keys=[keys.lease(account_id)], args=[running.token, self.lease_ms], client=pipe)
             return await pipe.execute()
 
-    async def _stop(self, account_id: str, *, release: bool) -> None:
+    async def _stop(self, account_id: str, *, release: bool, why: str | None = None) -> None:
+        """Stop a listener; `why`: say so in its state, while the lease is still ours (so no
+        next holder's report can come first and be overwritten)."""
         running = self.running.pop(account_id, None)
         if running is None:
             return
@@ -426,12 +435,24 @@ class Supervisor:
             await running.task
         except (asyncio.CancelledError, Exception):  # noqa: BLE001
             pass
+        if why is not None:
+            await self._say_released(account_id, why)
         if release:
             await self.hub.redis.eval(_RELEASE, 1, keys.lease(account_id), running.token)
 
+    async def _say_released(self, account_id: str, why: str) -> None:
+        """A listener we let go is no longer connected through us: say so until its next
+        holder reports (an app listener's accounts hear from that holder)."""
+        if account_id.startswith("app:"):
+            return
+        try:
+            await write_status(self.hub, account_id, AccountState.CONNECTING, why, "")
+        except Exception:  # noqa: BLE001 - Redis or the database away: the next holder corrects it
+            log.warning("could not record that %s was released", account_id)
+
     async def stop_all(self) -> None:
         for account_id in list(self.running):
-            await self._stop(account_id, release=True)
+            await self._stop(account_id, release=True, why=f"worker {self.worker} stopped; waiting for another worker")
         try:
             await self.hub.redis.zrem(keys.WORKERS, self.worker)  # our share goes to the others now
         except Exception:  # noqa: BLE001 - Redis away: the registration lapses by itself

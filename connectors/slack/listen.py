@@ -7,7 +7,9 @@ sockets); this module turns what arrives into Envelopes and keeps three promises
 - a Socket Mode `hello` after the first one is a reconnect: `ctx.reconnected()` lets the
   supervisor run gap recovery through the Backfiller;
 - an app token Slack rejects ends the listener with NeedsReauth instead of slack_sdk's
-  endless retry, and cancelling the listener closes the client and every task it started.
+  endless retry, and cancelling the listener closes the client and every task it started;
+- the state says what slack_sdk is doing while it reconnects by itself: `connecting` while it
+  asks for a new socket URL, `backoff` naming the error while Slack refuses or rate-limits.
 
 slack_sdk runs each incoming frame's listeners in a task of its own; ours only puts the frame
 on a queue (no await in between, so order is kept) and this coroutine does the rest in order.
@@ -18,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
@@ -27,7 +29,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from connectors.slack.settings import SlackSettings
 from connectors.base import AccountState, Envelope, ListenContext, NeedsReauth
-from connectors.slack.client import AUTH_ERRORS, app_token, bot_token, call, error_code, web_client
+from connectors.slack.client import AUTH_ERRORS, app_token, bot_token, call, error_code, retry_after, web_client
 from connectors.slack.inbound import without_secrets
 
 log = logging.getLogger(__name__)
@@ -37,32 +39,55 @@ PING_INTERVAL = 5.0  # s; slack_sdk's default: ping period, and its reconnect/re
 CLOSE_TIMEOUT = 2.0  # s to say goodbye on the websocket when stopping
 MAX_BATCH = 500  # envelopes per emit
 
-_RECONNECTING = {"type": "_reconnecting"}  # our marker: slack_sdk asked for a new socket URL
+Report = Callable[[AccountState, "str | None"], Awaitable[None]]
 
 
 class _SocketClient(SocketModeClient):
     """SocketModeClient plus: frames go to `inbox`; a rejected app token stops slack_sdk's
-    retry loops and reaches the listener as NeedsReauth; `aclose()` ends every task."""
+    retry loops and reaches the listener as NeedsReauth; reconnect trouble is reported as it
+    happens (from slack_sdk's own task, in order); `aclose()` ends every task."""
 
-    def __init__(self, token: str, *, web: AsyncWebClient, inbox: asyncio.Queue[Any], ping_interval: float) -> None:
+    def __init__(self, token: str, *, web: AsyncWebClient, inbox: asyncio.Queue[Any], ping_interval: float, report: Report) -> None:
         super().__init__(token, web_client=web, ping_interval=ping_interval, logger=sdk_log)
         self.inbox = inbox
+        self.report = report
+        self.hellos = 0  # Socket Mode `hello`s the listener has seen: after one, a new URL is a reconnect
         self._running: set[asyncio.Task[Any]] = set()
         self.message_listeners.append(self._to_inbox)
 
     async def _to_inbox(self, _client: Any, message: dict[str, Any], _raw: str | None) -> None:
         self.inbox.put_nowait(message)
 
-    async def issue_new_wss_url(self) -> str:
-        self.inbox.put_nowait(_RECONNECTING)
+    async def _say(self, state: AccountState, detail: str) -> None:
         try:
-            return await super().issue_new_wss_url()
-        except SlackApiError as err:
-            code = error_code(err)
-            if code in AUTH_ERRORS:
-                self.closed = True  # ends connect()'s retry loop and the session monitor
-                self.inbox.put_nowait(NeedsReauth(f"Slack rejected the app token: {code}"))
-            raise
+            await self.report(state, detail)
+        except Exception as err:  # noqa: BLE001 - the state is news, not a reason to stop reconnecting
+            log.warning("slack: could not report %s (%s)", state.value, type(err).__name__)
+
+    async def issue_new_wss_url(self) -> str:
+        """slack_sdk's own, plus the state: backoff naming Slack's answer while it refuses."""
+        if self.hellos:
+            await self._say(AccountState.CONNECTING, "reconnecting")
+        while True:
+            try:
+                response = await self.web_client.apps_connections_open(app_token=self.app_token)
+                return str(response["url"])
+            except SlackApiError as err:
+                code = error_code(err)
+                if code in AUTH_ERRORS:
+                    self.closed = True  # ends connect()'s retry loop and the session monitor
+                    self.inbox.put_nowait(NeedsReauth(f"Slack rejected the app token: {code}"))
+                    raise
+                wait = retry_after(err)
+                why = f"Slack refused a new socket URL: {code or 'error'} (HTTP {getattr(err.response, 'status_code', '?')})"
+                if wait is None:
+                    await self._say(AccountState.BACKOFF, f"{why}; retrying")
+                    raise  # slack_sdk tries again after its ping interval
+                await self._say(AccountState.BACKOFF, f"{why}; retrying in {wait:g} s")
+                await asyncio.sleep(wait)  # as slack_sdk does for `ratelimited`
+            except Exception as err:
+                await self._say(AccountState.BACKOFF, f"could not reach Slack for a new socket URL: {type(err).__name__}; retrying")
+                raise
 
     async def run_message_listeners(self, message: dict[str, Any], raw_message: str) -> None:
         # slack_sdk starts one of these per frame and keeps no reference; a `disconnect`
@@ -104,8 +129,7 @@ async def listen_socket_mode(
     await ctx.report(AccountState.CONNECTING)
     await call(web.auth_test)  # the bot token is what history and send use: fail now if it is dead
     inbox: asyncio.Queue[Any] = asyncio.Queue()
-    client = _SocketClient(token, web=web, inbox=inbox, ping_interval=ping_interval)
-    hellos = 0
+    client = _SocketClient(token, web=web, inbox=inbox, ping_interval=ping_interval, report=ctx.report)
     try:
         await client.connect()  # retries by itself until connected, closed or cancelled
         while True:
@@ -121,13 +145,10 @@ async def listen_socket_mode(
                     break
                 kind = item.get("type")
                 if kind == "hello":
-                    hellos += 1
+                    client.hellos += 1
                     await ctx.report(AccountState.CONNECTED)
-                    if hellos > 1:
+                    if client.hellos > 1:
                         await ctx.reconnected()
-                elif item is _RECONNECTING:
-                    if hellos:
-                        await ctx.report(AccountState.CONNECTING, "reconnecting")
                 elif kind == "events_api":
                     envelopes.append(_envelope(account.id, item))
                     acks.append(str(item.get("envelope_id")))

@@ -7,6 +7,10 @@ resume={"offset": last_update_id + 1})` (queued atomically with the saved offset
 getUpdates(new offset), which confirms them to Telegram. A crash anywhere restarts from the
 saved offset: at-least-once, and the inbound stream drops repeated update_ids.
 
+The state says what Telegram last did: `connected` only once a getUpdates was answered (the
+first poll is a short one, so an idle bot connects at once), `backoff` with Telegram's
+retry_after while flood control holds us, `connected` again after the next answer.
+
 Webhook mode registers `{settings["public_url"]}/api/telegram/webhook/{account id}` with the
 account's secret and then idles:
 updates arrive through the hub's webhook route (`webhook.py`).
@@ -84,14 +88,17 @@ async def _serve_webhook(bot: Bot, ctx: ListenContext) -> None:
 
 async def _poll(bot: Bot, ctx: ListenContext, updates: RawRequest, timeout: int) -> None:
     await _obey(lambda: bot.delete_webhook(drop_pending_updates=False))  # getUpdates fails while one is set
-    await ctx.report(AccountState.CONNECTED)
     offset = _offset(ctx.resume)
+    answered = False  # whether the last getUpdates was answered: what `connected` means here
     while True:
         updates.take()
         try:
-            await bot.get_updates(offset=offset, timeout=timeout, allowed_updates=ALLOWED_UPDATES)
+            await bot.get_updates(offset=offset, timeout=timeout if answered else 0, allowed_updates=ALLOWED_UPDATES)
         except RetryAfter as exc:
-            await asyncio.sleep(retry_seconds(exc))
+            wait = retry_seconds(exc)
+            answered = False
+            await ctx.report(AccountState.BACKOFF, f"rate limited by Telegram: retry after {wait:g} s")
+            await asyncio.sleep(wait)
             continue
         except Conflict as exc:
             if "webhook" not in str(exc).lower():
@@ -99,6 +106,9 @@ async def _poll(bot: Bot, ctx: ListenContext, updates: RawRequest, timeout: int)
             log.info("a webhook was set on telegram account %s; deleting it", ctx.account.id)
             await _obey(lambda: bot.delete_webhook(drop_pending_updates=False))
             continue
+        if not answered:
+            answered = True
+            await ctx.report(AccountState.CONNECTED)
         # PTB never parses the updates (_RawUpdates hands it an empty list), so an update from a
         # Bot API newer than PTB cannot wedge the loop: normalize dead-letters what it cannot read
         raw = updates.take()

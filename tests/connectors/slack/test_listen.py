@@ -188,4 +188,6 @@ async def test_cancel_while_connecting(fake: FakeSlack, connector: SlackConnecto
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert task.cancelled() and sdk_tasks() == []
-    assert ctx.states() == [AccountState.CONNECTING]
+    # connecting, then backoff after each refused attempt: never connected
+    states = ctx.states()
+    assert states[0] is AccountState.CONNECTING and set(states[1:]) == {AccountState.BACKOFF}

@@ -173,7 +173,9 @@ async def test_retry_after_is_obeyed_and_nothing_is_lost(tg: FakeTelegram, conne
         ids += post(tg, 1, start=3)
         await wait_until(lambda: len(ctx.envelopes) == 4)
         assert time.monotonic() - failed_at >= 1.0  # it waited retry_after before polling again
-        assert not task.done() and ctx.states == [AccountState.CONNECTED]  # obeyed in place, no restart
+        assert not task.done() and tg.calls["getMe"] == 1  # obeyed in place, no restart
+        # and said so while it waited: backoff, then connected at Telegram's next answer
+        assert ctx.states == [AccountState.CONNECTED, AccountState.BACKOFF, AccountState.CONNECTED]
     assert ctx.ids == ids
 
 
