@@ -22,6 +22,7 @@ from workers.ingest import Ingestor
 from workers.jobs import QUEUE, enqueue, jobs_pool
 from workers.outbound import deliver
 from workers.refresh import refresh_due
+from workers.resumable import leased, retrying
 from workers.stream import queued
 from store.messages import latest_sent_at
 from workers.supervisor import Supervisor
@@ -32,7 +33,11 @@ STOP_GRACE_SECONDS = 10.0  # for the supervisor to hand its listeners back on st
 
 
 async def backfill(ctx: dict[str, Any], account_id: str, mode: str = "history", newest: dict[str, str] | None = None) -> dict[str, Any]:
-    return await backfill_account(ctx["hub"], account_id, mode, newest)
+    """Retried after a platform failure, taken over within a lease after a worker dies
+    (workers/resumable.py); the per-chat cursors make each try go on from where the last stopped."""
+    hub = ctx["hub"]
+    async with leased(ctx, hub.settings.lease_ms, hub.settings.heartbeat_seconds):
+        return await retrying(ctx, lambda: backfill_account(hub, account_id, mode, newest))
 
 
 async def send_pending(ctx: dict[str, Any], message_id: str, attempt: int = 1) -> str:
