@@ -187,3 +187,21 @@ async def register(client: httpx.AsyncClient, password: str = "correct horse bat
 @pytest.fixture
 async def user(client: httpx.AsyncClient) -> dict[str, Any]:
     return await register(client)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "only_backend(name): a test of one database's own code path; not collected for the other")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect, rather than skip, the other backend's copy of an `only_backend` test: a skip
+    would read as something that could not run."""
+    keep, drop = [], []
+    for item in items:
+        marker = item.get_closest_marker("only_backend")
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("backend") if callspec else None
+        (drop if marker and backend and backend != marker.args[0] else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep

@@ -197,10 +197,10 @@ async def test_search_pages_agree_with_the_plain_query(hub, monkeypatch, dense_s
     await _pages_agree(hub, user_id, q=MIDDLING, include_deleted=True, limit=4)
 
 
+@pytest.mark.only_backend("postgresql")
 async def test_postgres_windows_without_statistics(hub, monkeypatch) -> None:
     """Before ANALYZE has seen the table: the fixed ladder of windows, then the plain query."""
-    if hub.engine.dialect.name != "postgresql":
-        pytest.skip("PostgreSQL's statistics")
+    assert hub.engine.dialect.name == "postgresql"
 
     async def unknown(conn, q):  # noqa: ANN001, ANN202
         return None, 0.0
@@ -213,10 +213,10 @@ async def test_postgres_windows_without_statistics(hub, monkeypatch) -> None:
         await _pages_agree(hub, user_id, q=q, limit=6)
 
 
+@pytest.mark.only_backend("sqlite")
 async def test_sqlite_millisecond_full_of_candidates(hub, monkeypatch) -> None:
     """A window whose candidates all share one millisecond widens instead of looping."""
-    if hub.engine.dialect.name != "sqlite":
-        pytest.skip("SQLite's windows")
+    assert hub.engine.dialect.name == "sqlite"
     monkeypatch.setattr(store, "DIRECT_COST_RATIO", 10**9)  # never read from the hits: windows only
     user_id, accounts = await _person(hub, "samems")
     batch = [
