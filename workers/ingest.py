@@ -17,7 +17,9 @@ import time
 import asyncpg
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 
 from connectors.base import Account, Envelope
@@ -91,8 +93,8 @@ class Ingestor:
         while not stop.is_set():
             try:
                 await self.step()
-            except (OperationalError, ConnectionError, OSError) as err:
-                log.warning("ingest paused: %s", err)
+            except (OperationalError, ConnectionError, OSError, RedisConnectionError, RedisTimeoutError) as err:
+                log.warning("ingest paused: %s", err)  # redis-py's ConnectionError is not the built-in one
                 await asyncio.sleep(1)
             except ResponseError as err:
                 if "NOGROUP" not in str(err):

@@ -16,6 +16,7 @@ from typing import Any, Iterator
 import aiohttp
 import httpx
 from pydantic import Field
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -82,7 +83,12 @@ def public_settings(row: dict[str, Any]) -> dict[str, Any]:
 
 
 async def account_json(hub: Hub, row: dict[str, Any]) -> dict[str, Any]:
-    status = {k.decode(): v.decode() for k, v in (await hub.redis.hgetall(keys.status(row["id"]))).items()}
+    """The live status from Redis over the row's copy; the row alone while Redis is away (the
+    supervisor writes both), so the list still answers during an outage."""
+    try:
+        status = {k.decode(): v.decode() for k, v in (await hub.redis.hgetall(keys.status(row["id"]))).items()}
+    except RedisError:
+        status = {}
     last_event = int(status["last_event_at"]) if status.get("last_event_at") else row["last_event_at"]
     return {
         "id": row["id"],

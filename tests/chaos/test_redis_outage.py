@@ -61,6 +61,10 @@ async def test_redis_kill_9_and_freeze_lose_nothing_and_healthz_tells(backend: s
                         redis.kill9()
                         post("while Redis is dead")  # Telegram keeps them: the offset was not confirmed
                         await eventually(lambda: health(ok=False), timeout=3, what="/healthz: Redis down")
+                        # the account list still answers, from the rows the supervisor also writes
+                        listed = await hub.client.get("/api/integrations/accounts", headers=headers)
+                        assert listed.status_code == 200, listed.text
+                        assert [a["id"] for a in listed.json()["accounts"]] == [account_id]
                         await asyncio.sleep(1.5)
                         watch.phase("restarted")
                         redis.start()
