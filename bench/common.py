@@ -66,3 +66,11 @@ def parse_line(line: str) -> dict[str, Any] | None:
     if not isinstance(record, dict) or "figure" not in record:
         return None
     return record
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (`q` in 0..1) of the samples; NaN when there are none."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]

@@ -60,7 +60,6 @@ import argparse
 import asyncio
 import bisect
 import contextlib
-import math
 import os
 import random
 import re
@@ -79,7 +78,7 @@ from redis.asyncio import Redis
 
 from store.db import create_engine, migrate
 from store.schema import accounts, message_embeddings, messages, users
-from bench.common import emit
+from bench.common import emit, percentile
 from tests.conftest import REDIS_URL, embedded_redis
 from tests.e2e.harness import ROOT, WorkerProcess, e2e_env, fresh_database, running_hub
 from tests.fakes.telegram import FakeTelegram
@@ -446,11 +445,6 @@ async def measure_throughput(poster: Poster, engine: Any, n: int, cpu: CpuMeter,
     steady, breakdown = phases(t0, trace, base, n)
     post_seconds = posted_at - t0 if arrival == "stream" else t0 - posting_started
     return Throughput(n, done_at - t0, post_seconds, steady, usage, t0, done_at, breakdown)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 @dataclass

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import os
 import random
 import sys
@@ -42,7 +41,7 @@ import sqlalchemy as sa
 from redis.asyncio import Redis
 
 from bench.backfill import redis_url
-from bench.common import emit
+from bench.common import emit, percentile
 from bench.ingest import BenchWorker, CpuMeter
 from connectors.base import AccountSpec
 from store import accounts as account_store
@@ -62,11 +61,6 @@ def _say(line: str) -> None:
 
 def token(i: int) -> str:
     return f"{7_000_000 + i}:AAListenerBenchTokenForTheLoopbackFake{i:05d}"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 async def cpu_use(pid: int, seconds: float) -> float:

@@ -60,7 +60,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from bench._messages_data import ACCOUNTS, DAY, T_END, Spread, fill_postgres, fill_sqlite, generate
-from bench.common import emit
+from bench.common import emit, percentile
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "messages"
@@ -70,13 +70,6 @@ RATIO_AIM = 0.5
 
 def _say(line: str = "") -> None:
     print(line, flush=True)
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 # ---- the bare baseline server ----------------------------------------------------------------

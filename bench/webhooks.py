@@ -58,7 +58,6 @@ import hmac
 import json
 import math
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -68,6 +67,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterator
 from urllib.parse import parse_qs, urlparse
+
+from bench.common import bench_line, percentile
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "webhooks"
@@ -82,13 +83,6 @@ REPLAY_EVERY = 50  # every 50th request repeats an earlier update
 
 def _say(line: str = "") -> None:
     print(line, flush=True)
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 # ---- request bodies (built the same way in the load process and for the final check) ----------
@@ -663,14 +657,9 @@ def p99_at(points: list[Point], rate: float) -> float | None:
     return found.result["p99_all"] if found else None
 
 
-def bench_line(figure: str, value: float | None, unit: str, baseline: float | None, label: str, aim: str,
-               ok: bool | None, ratio: float | None = None) -> str:
-    if ratio is None and value is not None and baseline:
-        ratio = value / baseline
-    clean = lambda x: None if x is None or (isinstance(x, float) and not math.isfinite(x)) else round(x, 3)  # noqa: E731
-    return "BENCH " + json.dumps({"bench": NAME, "figure": figure, "value": clean(value), "unit": unit,
-                                  "baseline": clean(baseline), "baseline_label": label, "ratio": clean(ratio),
-                                  "aim": aim, "ok": ok})
+def _bench_line(figure: str, value: float | None, unit: str, baseline: float | None, label: str, aim: str,
+                ok: bool | None) -> str:
+    return bench_line(NAME, figure, value, unit, baseline=baseline, baseline_label=label, aim=aim, ok=ok)
 
 
 async def run_backend(backend: str, args: argparse.Namespace) -> list[str]:
@@ -736,13 +725,13 @@ def _figures(backend: str, bare: list[Point], routes: dict[str, list[Point]]) ->
     bare_max, bare_p99 = max_sustained(bare), p99_at(bare, RATE_AIM)
     for route, points in routes.items():
         best, p99 = max_sustained(points), p99_at(points, RATE_AIM)
-        lines.append(bench_line(f"{route} max sustained acks/s, p99 <= 100 ms ({backend})", best, "acks/s", bare_max,
-                                "bare Starlette: read body, one XADD, 200 (same machine, same Redis, same load)",
+        lines.append(_bench_line(f"{route} max sustained acks/s, p99 <= 100 ms ({backend})", best, "acks/s", bare_max,
+                                 "bare Starlette: read body, one XADD, 200 (same machine, same Redis, same load)",
                                 ">= 1000 acks/s on one process", best >= RATE_AIM))
-        lines.append(bench_line(f"{route} ack p99 at 1000/s ({backend})", p99, "ms", bare_p99,
+        lines.append(_bench_line(f"{route} ack p99 at 1000/s ({backend})", p99, "ms", bare_p99,
                                 "bare Starlette p99 at 1000/s", "<= 100 ms", p99 is not None and p99 <= P99_AIM_MS))
         cpu, bare_cpu = cpu_per_ack(points, RATE_AIM), cpu_per_ack(bare, RATE_AIM)
-        lines.append(bench_line(f"{route} serve CPU per ack at 1000/s ({backend})", cpu, "us", bare_cpu,
+        lines.append(_bench_line(f"{route} serve CPU per ack at 1000/s ({backend})", cpu, "us", bare_cpu,
                                 "bare Starlette process CPU per ack at 1000/s (the hub's includes its in-process ingest)",
                                 "recorded (CPU per ack is what the shared machine disturbs least)", None))
     return lines
