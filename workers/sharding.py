@@ -14,6 +14,7 @@ import logging
 from redis.asyncio import Redis
 
 from workers import keys
+from workers.stream import queued
 
 log = logging.getLogger("loomi.sharding")
 
@@ -36,14 +37,6 @@ async def agree(redis: Redis, configured: int) -> int:
     return stored
 
 
-async def _queued(redis: Redis) -> int:
-    streams = keys.inbound_streams() + [keys.LEGACY_INBOUND_STREAM]
-    async with redis.pipeline(transaction=False) as pipe:
-        for stream in streams:
-            pipe.xlen(stream)
-        return sum(int(n) for n in await pipe.execute())
-
-
 async def _scan(redis: Redis, pattern: str) -> list[bytes]:
     return [key async for key in redis.scan_iter(match=pattern, count=1000)]
 
@@ -58,7 +51,7 @@ async def reshard(redis: Redis, shards: int, *, now_ms: int) -> int:
     live = await redis.zcount(keys.WORKERS, now_ms, "+inf")
     if live:
         raise ReshardRefused(f"{live} worker(s) are running: stop every `loomi worker` and `loomi serve` first")
-    waiting = await _queued(redis)
+    waiting = await queued(redis) + int(await redis.xlen(keys.LEGACY_INBOUND_STREAM))
     if waiting:
         raise ReshardRefused(f"{waiting} event(s) are still queued: start the workers until `loomi status` shows empty queues, then stop them")
     old = int(await redis.get(keys.SHARD_COUNT) or keys.shard_count())
